@@ -1,0 +1,67 @@
+"""The `gridlake` command line: one subcommand per module in `gridlake.commands`.
+
+Every command is thin wiring: parse arguments, call the library, print. Errors that a person
+can fix are `GridlakeError`s and become one sentence on stderr and exit status 1.
+
+Example:
+    $ gridlake generate --out /tmp/fleet --devices 10 --days 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gridlake.errors import GridlakeError
+
+# Order here is the order `gridlake --help` lists them.
+COMMAND_MODULES = (
+    "generate",
+    "stream",
+    "kafka_dev",
+    "produce",
+    "backfill",
+    "rollup",
+    "reprocess",
+    "quarantine",
+    "lineage",
+    "forget",
+    "schema",
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridlake",
+        description="A lakehouse for energy-IoT telemetry: stream, backfill, roll up, trace, erase.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"gridlake.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"gridlake.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except GridlakeError as exc:
+        print(f"gridlake {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"gridlake {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

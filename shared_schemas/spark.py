@@ -1,0 +1,181 @@
+"""The contract compiled to Spark: types, the parse of a raw payload, and the validation rules.
+
+`parse_and_validate(contract)` is the one place a raw record becomes typed columns plus the
+list of reasons it is invalid; the stream, backfill, reprocess and quarantine replay all call it.
+
+Example:
+    >>> records.transform(parse_and_validate(CURRENT))       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from shared_schemas import rules as R
+from shared_schemas.contract import Contract, Field
+
+SPARK_TYPES: dict[str, T.DataType] = {
+    "string": T.StringType(),
+    "long": T.LongType(),
+    "double": T.DoubleType(),
+    "timestamp": T.TimestampType(),
+}
+
+REASON_TYPE = T.StructType([
+    T.StructField("code", T.StringType(), False),
+    T.StructField("message", T.StringType(), False),
+])
+
+# Variant type names (from schema_of_variant) accepted for each contract kind.
+_INTEGER_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+
+# Envelope attributes become these silver/quarantine columns.
+ENVELOPE_COLUMNS = {
+    "id": "event_id",
+    "source": "event_source",
+    "type": "event_type",
+    "time": "event_time",
+    "specversion": "event_specversion",
+    "traceparent": "traceparent",
+    "tracestate": "tracestate",
+}
+
+
+def data_struct(contract: Contract) -> T.StructType:
+    """The Spark schema of the event's `data` object, as typed columns."""
+    return T.StructType([
+        T.StructField(f.name, SPARK_TYPES[f.kind], nullable=not f.required)
+        for f in contract.fields
+    ])
+
+
+def _header(name: str) -> Column:
+    """The value of one Kafka header as a string (the first one, if repeated)."""
+    match = F.filter(F.coalesce(F.col("headers"), F.array()), lambda h: h["key"] == F.lit(name))
+    return F.try_element_at(match, F.lit(1))["value"].cast("string")
+
+
+def _envelope_variant(contract: Contract) -> Column:
+    """The event as one variant: a structured-mode payload, or binary-mode headers + data."""
+    text = F.col("payload").cast("string")
+    structured = F.try_parse_json(text)
+    attributes = [a.name for a in contract.envelope] + list(contract.extension_attributes)
+    binary = F.try_parse_json(F.to_json(F.struct(
+        *[_header(f"ce_{name}").alias(name) for name in attributes],
+        F.try_parse_json(text).alias("data"),
+    )))
+    return F.when(_header("ce_specversion").isNotNull(), binary).otherwise(structured)
+
+
+def _is_object(col: Column) -> Column:
+    return F.coalesce(F.schema_of_variant(col).startswith("OBJECT"), F.lit(False))
+
+
+def _kind_ok(f: Field, vtype: Column, as_string: Column) -> Column:
+    if f.kind == "string":
+        return vtype == "STRING"
+    if f.kind == "long":
+        return vtype.isin(*_INTEGER_TYPES)
+    if f.kind == "double":
+        return (vtype.isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | vtype.startswith("DECIMAL"))
+    # timestamp: an RFC 3339 string that Spark can read as an instant.
+    return ((vtype == "STRING") & as_string.rlike(_RFC3339)
+            & as_string.try_cast("timestamp").isNotNull())
+
+
+def _field_checks(f: Field, value: Column, present: Column, ok: Column,
+                  ingest_time: Column) -> dict[str, Column]:
+    """Column expressions, one per rule check, true where that rule is broken."""
+    checks: dict[str, Column] = {
+        R.FIELD_MISSING: ~present,
+        R.FIELD_TYPE: present & ~ok,
+    }
+    if f.pattern is not None:
+        checks[R.FIELD_PATTERN] = ok & ~value.rlike(f.pattern)
+    if f.allowed is not None:
+        checks[R.FIELD_ALLOWED] = ok & ~value.isin(*f.allowed)
+    if f.minimum is not None or f.maximum is not None:
+        low = value < F.lit(f.minimum) if f.minimum is not None else F.lit(False)
+        high = value > F.lit(f.maximum) if f.maximum is not None else F.lit(False)
+        checks[R.FIELD_RANGE] = ok & (low | high)
+    if f.max_length is not None:
+        checks[R.FIELD_LENGTH] = ok & (F.length(value) > f.max_length)
+    if f.max_seconds_after_ingest is not None:
+        limit = ingest_time + F.make_interval(secs=F.lit(f.max_seconds_after_ingest))
+        checks[R.FIELD_FUTURE] = ok & (value > limit)
+    return checks
+
+
+def parse_and_validate(contract: Contract) -> Callable[[DataFrame], DataFrame]:
+    """Parse raw records and attach every broken rule's code and sentence.
+
+    Input columns: `payload` (binary, as received), `headers` (Kafka headers or null) and
+    `ingest_time` (timestamp). Output: the input plus the envelope columns (`event_id`, ...),
+    one typed column per contract field, and `reasons` (array of code/message; empty = valid).
+    """
+    rules = R.rules_for(contract)
+
+    def transform(df: DataFrame) -> DataFrame:
+        utf8_ok = F.is_valid_utf8(F.col("payload").cast("string"))
+        parsed = (
+            df.withColumn("_utf8", F.coalesce(utf8_ok, F.lit(False)))
+            .withColumn("_v", F.when(F.col("_utf8"), _envelope_variant(contract)))
+            .withColumn("_json", F.col("_utf8") & _is_object(F.col("_v")))
+            .withColumn("_data", F.try_variant_get("_v", "$.data", "variant"))
+            .withColumn("_data_ok", F.col("_json") & _is_object(F.col("_data")))
+        )
+        envelope_values = {
+            name: F.try_variant_get("_v", f"$.{name}", "string")
+            for name in [a.name for a in contract.envelope] + list(contract.extension_attributes)
+        }
+        equals = {a.name: a.equals for a in contract.envelope}
+        broken: dict[tuple[str, str | None], Column] = {
+            (R.PAYLOAD_UTF8, None): ~F.col("_utf8"),
+            (R.PAYLOAD_JSON, None): F.col("_utf8") & ~F.col("_json"),
+            (R.DATA_OBJECT, None): F.col("_json") & ~F.col("_data_ok"),
+        }
+        for name, value in envelope_values.items():
+            broken[(R.ENVELOPE_MISSING, name)] = F.col("_json") & value.isNull()
+            if equals.get(name) is not None:
+                broken[(R.ENVELOPE_EQUALS, name)] = (
+                    F.col("_json") & value.isNotNull() & (value != F.lit(equals[name])))
+
+        typed: dict[str, Column] = {}
+        for f in contract.fields:
+            raw = F.try_variant_get("_data", f"$.{f.name}", "variant")
+            vtype = F.schema_of_variant(raw)
+            as_string = F.try_variant_get(raw, "$", "string")
+            present = F.col("_data_ok") & raw.isNotNull() & (vtype != "VOID")
+            ok = present & _kind_ok(f, vtype, as_string)
+            cast = (as_string.try_cast("timestamp") if f.kind == "timestamp"
+                    else F.try_variant_get(raw, "$", SPARK_TYPES[f.kind].simpleString()))
+            typed[f.name] = F.when(ok, cast)
+            for check, expr in _field_checks(f, typed[f.name], present, ok,
+                                             F.col("ingest_time")).items():
+                broken[(check, f.name)] = F.col("_data_ok") & expr
+
+        reasons = F.filter(
+            F.array(*[
+                F.when(F.coalesce(broken[(r.check, r.field)], F.lit(False)),
+                       F.struct(F.lit(r.code).alias("code"), F.lit(r.sentence).alias("message")))
+                for r in rules
+            ]),
+            lambda reason: reason.isNotNull(),
+        )
+        return (
+            parsed
+            .select(
+                "*",
+                *[v.alias(ENVELOPE_COLUMNS.get(k, k)) for k, v in envelope_values.items()],
+                *[v.alias(k) for k, v in typed.items()],
+                reasons.alias("reasons"),
+            )
+            .drop("_utf8", "_v", "_json", "_data", "_data_ok")
+        )
+
+    return transform

@@ -1,0 +1,177 @@
+"""Table definitions of the lake, derived from the contract: columns, keys, partitioning.
+
+Paths are relative to the lake root and fixed by DESIGN.md.
+
+Example:
+    >>> from shared_schemas.tables import silver_readings
+    >>> silver_readings().key
+    ('device_id', 'ts')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import types as T
+
+from shared_schemas.contract import CURRENT, Contract
+from shared_schemas.spark import ENVELOPE_COLUMNS, REASON_TYPE, data_struct
+
+HEADER_TYPE = T.ArrayType(T.StructType([
+    T.StructField("key", T.StringType()),
+    T.StructField("value", T.BinaryType()),
+]))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table of the lake: where it lives, its columns, key and partitioning."""
+
+    path: str
+    schema: T.StructType
+    partition_by: tuple[str, ...] = ()
+    key: tuple[str, ...] = ()
+    properties: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        """The name the table is registered under in a Spark catalog: `layer.table`."""
+        return self.path.replace("/", ".")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(self.schema.fieldNames())
+
+
+def _fields(*pairs: tuple[str, T.DataType] | tuple[str, T.DataType, bool]) -> list[T.StructField]:
+    return [T.StructField(p[0], p[1], p[2] if len(p) > 2 else True) for p in pairs]
+
+
+# Where a record came from: the same columns in bronze, quarantine and silver (lineage).
+SOURCE_COLUMNS = _fields(
+    ("record_id", T.StringType(), False),
+    ("source_kind", T.StringType(), False),
+    ("source_file", T.StringType()),
+    ("source_line", T.LongType()),
+    ("kafka_topic", T.StringType()),
+    ("kafka_partition", T.IntegerType()),
+    ("kafka_offset", T.LongType()),
+)
+
+# Which run wrote a record: the stream's app id and micro-batch, or a backfill's run.
+INGEST_COLUMNS = _fields(
+    ("ingest_time", T.TimestampType(), False),
+    ("ingest_date", T.DateType(), False),
+    ("run_id", T.StringType(), False),
+    ("batch_id", T.LongType(), False),
+)
+
+RAW_COLUMNS = _fields(
+    ("payload", T.BinaryType()),
+    ("kafka_key", T.BinaryType()),
+    ("headers", HEADER_TYPE),
+    ("kafka_timestamp", T.TimestampType()),
+)
+
+
+def bronze_telemetry() -> TableSpec:
+    return TableSpec(
+        path="bronze/telemetry",
+        schema=T.StructType(SOURCE_COLUMNS + RAW_COLUMNS + INGEST_COLUMNS),
+        partition_by=("ingest_date",),
+        description="Append-only raw log of every record read, valid or not.",
+    )
+
+
+def quarantine_telemetry() -> TableSpec:
+    return TableSpec(
+        path="quarantine/telemetry",
+        schema=T.StructType(SOURCE_COLUMNS + RAW_COLUMNS + INGEST_COLUMNS + _fields(
+            ("reasons", T.ArrayType(REASON_TYPE), False),
+            ("reason_codes", T.ArrayType(T.StringType()), False),
+            ("contract_version", T.IntegerType(), False),
+            ("quarantined_at", T.TimestampType(), False),
+            ("status", T.StringType(), False),
+            ("replayed_at", T.TimestampType()),
+            ("replay_run_id", T.StringType()),
+        )),
+        partition_by=("ingest_date",),
+        key=("record_id", "run_id", "batch_id"),
+        description="Records that failed validation, with every reason.",
+    )
+
+
+def silver_readings(contract: Contract = CURRENT) -> TableSpec:
+    envelope = [T.StructField(c, T.StringType()) for c in ENVELOPE_COLUMNS.values()]
+    return TableSpec(
+        path="silver/readings",
+        schema=T.StructType(
+            list(data_struct(contract).fields) + envelope + SOURCE_COLUMNS + INGEST_COLUMNS
+            + _fields(("event_date", T.DateType(), False),
+                      ("contract_version", T.IntegerType(), False),
+                      ("written_at", T.TimestampType(), False))
+        ),
+        partition_by=("event_date",),
+        key=contract.key,
+        properties={"delta.enableChangeDataFeed": "true"},
+        description="Validated, deduplicated, upserted readings.",
+    )
+
+
+def gold_daily_device_rollups() -> TableSpec:
+    return TableSpec(
+        path="gold/daily_device_rollups",
+        schema=T.StructType(_fields(
+            ("device_id", T.StringType(), False),
+            ("day", T.DateType(), False),
+            ("site_id", T.StringType()),
+            ("device_type", T.StringType()),
+            ("samples", T.LongType(), False),
+            ("energy_import_wh", T.DoubleType()),
+            ("energy_export_wh", T.DoubleType()),
+            ("min_power_w", T.DoubleType()),
+            ("max_power_w", T.DoubleType()),
+            ("avg_power_w", T.DoubleType()),
+            ("min_soc_pct", T.DoubleType()),
+            ("max_soc_pct", T.DoubleType()),
+            ("silver_version", T.LongType(), False),
+            ("run_id", T.StringType(), False),
+            ("computed_at", T.TimestampType(), False),
+        )),
+        partition_by=("day",),
+        key=("device_id", "day"),
+        description="Per device per UTC day.",
+    )
+
+
+def batch_log() -> TableSpec:
+    """One row per micro-batch or backfill load: the progress Dagster and operators watch."""
+    return TableSpec(
+        path="_gridlake/batches",
+        schema=T.StructType(_fields(
+            ("run_id", T.StringType(), False),
+            ("batch_id", T.LongType(), False),
+            ("kind", T.StringType(), False),
+            ("source", T.StringType()),
+            ("started_at", T.TimestampType(), False),
+            ("finished_at", T.TimestampType(), False),
+            ("records_read", T.LongType(), False),
+            ("upserted", T.LongType(), False),
+            ("duplicates_or_stale", T.LongType(), False),
+            ("conflicts", T.LongType(), False),
+            ("quarantined", T.LongType(), False),
+            ("event_dates", T.ArrayType(T.DateType(), False), False),
+            ("bronze_version", T.LongType()),
+            ("silver_version", T.LongType()),
+            ("quarantine_version", T.LongType()),
+            ("contract_version", T.IntegerType(), False),
+        )),
+        key=("run_id", "batch_id"),
+        description="Progress of every write to the lake: micro-batches and loads.",
+    )
+
+
+def core_tables(contract: Contract = CURRENT) -> tuple[TableSpec, ...]:
+    return (bronze_telemetry(), quarantine_telemetry(), silver_readings(contract),
+            gold_daily_device_rollups(), batch_log())
