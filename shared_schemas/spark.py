@@ -26,8 +26,8 @@ SPARK_TYPES: dict[str, T.DataType] = {
 }
 
 REASON_TYPE = T.StructType([
-    T.StructField("code", T.StringType(), False),
-    T.StructField("message", T.StringType(), False),
+    T.StructField("code", T.StringType()),
+    T.StructField("message", T.StringType()),
 ])
 
 # Variant type names (from schema_of_variant) accepted for each contract kind.
@@ -129,34 +129,52 @@ def parse_and_validate(contract: Contract) -> Callable[[DataFrame], DataFrame]:
             .withColumn("_data", F.try_variant_get("_v", "$.data", "variant"))
             .withColumn("_data_ok", F.col("_json") & _is_object(F.col("_data")))
         )
-        envelope_values = {
-            name: F.try_variant_get("_v", f"$.{name}", "string")
-            for name in [a.name for a in contract.envelope] + list(contract.extension_attributes)
-        }
+        names = [a.name for a in contract.envelope] + list(contract.extension_attributes)
+        # Staged columns keep every sub-expression computed once (and the plan small).
+        parsed = parsed.select("*", *[
+            F.try_variant_get("_v", f"$.{name}", "string").alias(ENVELOPE_COLUMNS.get(name, name))
+            for name in names
+        ], *[F.try_variant_get("_data", f"$.{f.name}", "variant").alias(f"_r_{f.name}")
+             for f in contract.fields])
+        parsed = parsed.select("*", *[
+            c for f in contract.fields for c in (
+                F.schema_of_variant(f"_r_{f.name}").alias(f"_t_{f.name}"),
+                F.try_variant_get(f"_r_{f.name}", "$", "string").alias(f"_s_{f.name}"))
+        ])
+        parsed = parsed.select("*", *[
+            (F.col("_data_ok") & F.col(f"_r_{f.name}").isNotNull()
+             & (F.col(f"_t_{f.name}") != "VOID")).alias(f"_p_{f.name}")
+            for f in contract.fields
+        ])
+        parsed = parsed.select("*", *[
+            (F.col(f"_p_{f.name}") & _kind_ok(f, F.col(f"_t_{f.name}"), F.col(f"_s_{f.name}"))
+             ).alias(f"_ok_{f.name}")
+            for f in contract.fields
+        ])
+        parsed = parsed.select("*", *[
+            F.when(F.col(f"_ok_{f.name}"),
+                   F.col(f"_s_{f.name}").try_cast("timestamp") if f.kind == "timestamp"
+                   else F.try_variant_get(f"_r_{f.name}", "$", SPARK_TYPES[f.kind].simpleString())
+                   ).alias(f.name)
+            for f in contract.fields
+        ])
+
         equals = {a.name: a.equals for a in contract.envelope}
         broken: dict[tuple[str, str | None], Column] = {
             (R.PAYLOAD_UTF8, None): ~F.col("_utf8"),
             (R.PAYLOAD_JSON, None): F.col("_utf8") & ~F.col("_json"),
             (R.DATA_OBJECT, None): F.col("_json") & ~F.col("_data_ok"),
         }
-        for name, value in envelope_values.items():
+        for name in names:
+            value = F.col(ENVELOPE_COLUMNS.get(name, name))
             broken[(R.ENVELOPE_MISSING, name)] = F.col("_json") & value.isNull()
             if equals.get(name) is not None:
                 broken[(R.ENVELOPE_EQUALS, name)] = (
                     F.col("_json") & value.isNotNull() & (value != F.lit(equals[name])))
-
-        typed: dict[str, Column] = {}
         for f in contract.fields:
-            raw = F.try_variant_get("_data", f"$.{f.name}", "variant")
-            vtype = F.schema_of_variant(raw)
-            as_string = F.try_variant_get(raw, "$", "string")
-            present = F.col("_data_ok") & raw.isNotNull() & (vtype != "VOID")
-            ok = present & _kind_ok(f, vtype, as_string)
-            cast = (as_string.try_cast("timestamp") if f.kind == "timestamp"
-                    else F.try_variant_get(raw, "$", SPARK_TYPES[f.kind].simpleString()))
-            typed[f.name] = F.when(ok, cast)
-            for check, expr in _field_checks(f, typed[f.name], present, ok,
-                                             F.col("ingest_time")).items():
+            checks = _field_checks(f, F.col(f.name), F.col(f"_p_{f.name}"),
+                                   F.col(f"_ok_{f.name}"), F.col("ingest_time"))
+            for check, expr in checks.items():
                 broken[(check, f.name)] = F.col("_data_ok") & expr
 
         reasons = F.filter(
@@ -167,15 +185,7 @@ def parse_and_validate(contract: Contract) -> Callable[[DataFrame], DataFrame]:
             ]),
             lambda reason: reason.isNotNull(),
         )
-        return (
-            parsed
-            .select(
-                "*",
-                *[v.alias(ENVELOPE_COLUMNS.get(k, k)) for k, v in envelope_values.items()],
-                *[v.alias(k) for k, v in typed.items()],
-                reasons.alias("reasons"),
-            )
-            .drop("_utf8", "_v", "_json", "_data", "_data_ok")
-        )
+        internal = [c for c in parsed.columns if c.startswith("_")]
+        return parsed.withColumn("reasons", reasons).drop(*internal)
 
     return transform

@@ -1,0 +1,299 @@
+"""The one write path of the lake: raw records in, bronze + quarantine + silver out, exactly once.
+
+The stream's foreachBatch handler, the late-report backfill, reprocessing and quarantine
+replay all call `write_batch` (or `upsert_from_bronze` when the records are already in
+bronze). Every Delta write carries a transaction identifier (run id + batch id), so a batch
+replayed after a crash changes nothing that was already committed.
+
+Silver's rule (DESIGN.md): key `(device_id, ts)`; the highest `seq` wins; a lower `seq` is
+stale; an equal `seq` with the same CloudEvents id is a duplicate; an equal `seq` with a
+different id is a producer conflict won by the greater id — in any arrival order.
+
+Example:
+    >>> ctx = WriteContext.now(run_id="backfill-3f2a", batch_id=0, kind="backfill", source=path)
+    >>> result = write_batch(spark, lake, raw_records, ctx)                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from gridlake.lake import Lake
+from gridlake.retry import retry_conflicts
+from shared_schemas import CURRENT, Contract
+from shared_schemas.spark import parse_and_validate
+from shared_schemas.tables import (
+    batch_log,
+    bronze_telemetry,
+    quarantine_telemetry,
+    silver_readings,
+)
+
+# Delta reads these session settings for MERGE's idempotent transaction identifier; the lock
+# keeps two threads of one process (Dagster's executor) from mixing their identifiers.
+_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+_TXN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """Who is writing: a run (stream app, backfill, reprocess), its batch and its clock."""
+
+    run_id: str
+    batch_id: int
+    kind: str
+    source: str
+    ingest_time: dt.datetime
+
+    @classmethod
+    def now(cls, run_id: str, batch_id: int, kind: str, source: str) -> WriteContext:
+        return cls(run_id, batch_id, kind, source, dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+@dataclass
+class BatchResult:
+    """What one batch did; one line of it per micro-batch on the stream's stdout."""
+
+    run_id: str
+    batch_id: int
+    records_read: int = 0
+    upserted: int = 0
+    duplicates_or_stale: int = 0
+    quarantined: int = 0
+    event_dates: list[dt.date] = field(default_factory=list)
+    bronze_version: int | None = None
+    silver_version: int | None = None
+    quarantine_version: int | None = None
+    seconds: float = 0.0
+    replayed: bool = False
+
+    def line(self) -> str:
+        if self.event_dates:
+            first, last = min(self.event_dates), max(self.event_dates)
+            dates = f"{first}" if first == last else f"{first}..{last}"
+        else:
+            dates = "-"
+        return (f"batch {self.batch_id}: read {self.records_read}, upserted {self.upserted}, "
+                f"duplicates/stale {self.duplicates_or_stale}, "
+                f"quarantined {self.quarantined}, event dates {dates}, {self.seconds:.2f} s"
+                + (" (replayed: already committed)" if self.replayed else ""))
+
+
+# -- pure transforms ----------------------------------------------------------------------------
+
+def to_bronze(ctx: WriteContext) -> Callable[[DataFrame], DataFrame]:
+    """Stamp raw records with their ingest time, run and batch, in bronze's column order."""
+    spec = bronze_telemetry()
+
+    def transform(raw: DataFrame) -> DataFrame:
+        stamped = (raw
+                   .withColumn("ingest_time", F.lit(ctx.ingest_time).cast("timestamp"))
+                   .withColumn("ingest_date", F.to_date("ingest_time"))
+                   .withColumn("run_id", F.lit(ctx.run_id))
+                   .withColumn("batch_id", F.lit(ctx.batch_id).cast("long")))
+        return stamped.select(*spec.column_names)
+
+    return transform
+
+
+def quarantine_rows(contract: Contract, quarantined_at: dt.datetime
+                    ) -> Callable[[DataFrame], DataFrame]:
+    """The invalid records of a validated frame, as quarantine rows."""
+    spec = quarantine_telemetry()
+
+    def transform(validated: DataFrame) -> DataFrame:
+        return (validated
+                .where(F.size("reasons") > 0)
+                .withColumn("reason_codes", F.transform("reasons", lambda r: r["code"]))
+                .withColumn("contract_version", F.lit(contract.version))
+                .withColumn("quarantined_at", F.lit(quarantined_at).cast("timestamp"))
+                .withColumn("status", F.lit("quarantined"))
+                .withColumn("replayed_at", F.lit(None).cast("timestamp"))
+                .withColumn("replay_run_id", F.lit(None).cast("string"))
+                .select(*spec.column_names))
+
+    return transform
+
+
+def silver_rows(contract: Contract, written_at: dt.datetime) -> Callable[[DataFrame], DataFrame]:
+    """The valid records of a validated frame, as silver rows (typed fields + lineage)."""
+    spec = silver_readings(contract)
+
+    def transform(validated: DataFrame) -> DataFrame:
+        return (validated
+                .where(F.size("reasons") == 0)
+                .withColumn("event_date", F.to_date(contract.event_time_field))
+                .withColumn("contract_version", F.lit(contract.version))
+                .withColumn("written_at", F.lit(written_at).cast("timestamp"))
+                .select(*spec.column_names))
+
+    return transform
+
+
+def latest_per_key(key: Iterable[str], order_by: str, tie_breaker: str = "event_id"
+                   ) -> Callable[[DataFrame], DataFrame]:
+    """Keep one row per key: the highest `order_by`, ties won by the greatest `tie_breaker`."""
+    key = list(key)
+
+    def transform(df: DataFrame) -> DataFrame:
+        window = Window.partitionBy(*key).orderBy(F.col(order_by).desc(),
+                                                  F.col(tie_breaker).desc())
+        return (df.withColumn("_rank", F.row_number().over(window))
+                .where(F.col("_rank") == 1).drop("_rank"))
+
+    return transform
+
+
+def wins_over(new: str = "s", old: str = "t", order_by: str = "seq",
+              tie_breaker: str = "event_id"):
+    """The contract's rule as a Column: does row `new` replace the stored row `old`?"""
+    n_seq, o_seq = F.col(f"{new}.{order_by}"), F.col(f"{old}.{order_by}")
+    n_id, o_id = F.col(f"{new}.{tie_breaker}"), F.col(f"{old}.{tie_breaker}")
+    return (n_seq > o_seq) | ((n_seq == o_seq) & (n_id > o_id))
+
+
+# -- edge functions: Delta I/O -----------------------------------------------------------------
+
+def _append(df: DataFrame, path: str, ctx: WriteContext, what: str) -> None:
+    def write() -> None:
+        (df.write.format("delta").mode("append")
+         .option("txnAppId", ctx.run_id).option("txnVersion", ctx.batch_id)
+         .save(path))
+    retry_conflicts(write, f"{what} append of {ctx.run_id}/{ctx.batch_id}")
+
+
+def _latest_version(spark, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+
+
+def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[dt.date],
+                      ctx: WriteContext, contract: Contract = CURRENT) -> int:
+    """MERGE deduplicated updates into silver; returns the number of rows inserted or updated.
+
+    The condition carries the literal list of event dates in the batch, so Delta prunes
+    silver to those partitions: the cost follows the batch, not the table.
+    """
+    from delta.tables import DeltaTable
+
+    if not event_dates:
+        return 0
+    path = lake.path(silver_readings(contract))
+    on = F.col("t.event_date").isin(*event_dates)
+    for column in contract.key:
+        on = on & (F.col(f"t.{column}") == F.col(f"s.{column}"))
+
+    def merge() -> int:
+        target = DeltaTable.forPath(spark, path)
+        builder = (target.alias("t").merge(updates.alias("s"), on)
+                   .whenMatchedUpdateAll(condition=wins_over(order_by=contract.order_by))
+                   .whenNotMatchedInsertAll()
+                   .withSchemaEvolution())
+        with _TXN_LOCK:
+            spark.conf.set(_TXN_APP_ID, ctx.run_id)
+            spark.conf.set(_TXN_VERSION, str(ctx.batch_id))
+            try:
+                metrics = builder.execute().first()
+            finally:
+                spark.conf.unset(_TXN_APP_ID)
+                spark.conf.unset(_TXN_VERSION)
+        if metrics is None:  # skipped: this transaction was already committed
+            return 0
+        row = metrics.asDict()
+        return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
+
+    return retry_conflicts(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
+
+
+def _committed_bronze(spark, lake: Lake, ctx: WriteContext) -> DataFrame | None:
+    """Bronze rows of this run and batch if an earlier attempt already committed them."""
+    rows = (spark.read.format("delta").load(lake.path(bronze_telemetry()))
+            .where((F.col("run_id") == ctx.run_id) & (F.col("batch_id") == ctx.batch_id)))
+    return rows if rows.limit(1).count() else None
+
+
+def write_batch(spark, lake: Lake, raw: DataFrame, ctx: WriteContext,
+                contract: Contract = CURRENT) -> BatchResult:
+    """Append raw records to bronze, then quarantine the invalid and upsert the valid.
+
+    `raw` has the source columns of bronze (record_id, source coordinates, payload, ...).
+    Replaying a batch that was (partly) committed before a crash re-derives everything from
+    the bronze rows already written, so decisions (e.g. "ts in the future") stay the same.
+    """
+    started = time.monotonic()
+    committed = _committed_bronze(spark, lake, ctx)
+    if committed is not None:
+        bronze = committed.persist(StorageLevel.MEMORY_AND_DISK)
+        replayed = True
+    else:
+        bronze = raw.transform(to_bronze(ctx)).persist(StorageLevel.MEMORY_AND_DISK)
+        _append(bronze, lake.path(bronze_telemetry()), ctx, "bronze")
+        replayed = False
+    try:
+        result = upsert_from_bronze(spark, lake, bronze, ctx, contract)
+    finally:
+        bronze.unpersist()
+    result.replayed = replayed
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def upsert_from_bronze(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,
+                       contract: Contract = CURRENT) -> BatchResult:
+    """Validate bronze rows, append the invalid to quarantine and MERGE the valid into silver."""
+    written_at = dt.datetime.now(dt.UTC)
+    validated = bronze.transform(parse_and_validate(contract)).persist(
+        StorageLevel.MEMORY_AND_DISK)
+    try:
+        counts = validated.agg(
+            F.count(F.lit(1)).alias("read"),
+            F.count(F.when(F.size("reasons") > 0, 1)).alias("bad"),
+            F.collect_set(F.when(F.size("reasons") == 0,
+                                 F.to_date(contract.event_time_field))).alias("dates"),
+        ).first()
+        result = BatchResult(ctx.run_id, ctx.batch_id, records_read=counts["read"],
+                             quarantined=counts["bad"], event_dates=sorted(counts["dates"]))
+        if counts["bad"]:
+            _append(validated.transform(quarantine_rows(contract, written_at)),
+                    lake.path(quarantine_telemetry()), ctx, "quarantine")
+        valid = counts["read"] - counts["bad"]
+        if valid:
+            updates = (validated.transform(silver_rows(contract, written_at))
+                       .transform(latest_per_key(contract.key, contract.order_by)))
+            result.upserted = merge_into_silver(spark, lake, updates, result.event_dates,
+                                                ctx, contract)
+        result.duplicates_or_stale = valid - result.upserted
+    finally:
+        validated.unpersist()
+    return result
+
+
+def record_batch(spark, lake: Lake, result: BatchResult, ctx: WriteContext,
+                 contract: Contract = CURRENT) -> None:
+    """Append the batch's summary to the batch log (the progress Dagster observes)."""
+    spec = batch_log()
+    row = {
+        "run_id": ctx.run_id, "batch_id": ctx.batch_id, "kind": ctx.kind, "source": ctx.source,
+        "started_at": ctx.ingest_time, "finished_at": dt.datetime.now(dt.UTC),
+        "records_read": result.records_read, "upserted": result.upserted,
+        "duplicates_or_stale": result.duplicates_or_stale, "conflicts": 0,
+        "quarantined": result.quarantined, "event_dates": result.event_dates,
+        "bronze_version": _latest_version(spark, lake.path(bronze_telemetry())),
+        "silver_version": _latest_version(spark, lake.path(silver_readings(contract))),
+        "quarantine_version": _latest_version(spark, lake.path(quarantine_telemetry())),
+        "contract_version": contract.version,
+    }
+    result.bronze_version = row["bronze_version"]
+    result.silver_version = row["silver_version"]
+    result.quarantine_version = row["quarantine_version"]
+    _append(spark.createDataFrame([row], spec.schema), lake.path(spec), ctx, "batch log")

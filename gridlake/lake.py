@@ -1,0 +1,181 @@
+"""The lake's layout and table access: one root, the tables of DESIGN.md beneath it.
+
+A folder is a gridlake lake when it holds `_gridlake/lake.json`. Tables are created on first
+write from their definitions in `shared_schemas.tables`; the contract version applied to the
+lake is recorded so an incompatible change is refused at start-up, never mid-stream.
+
+Example:
+    >>> lake = open_lake("/data/lake", create=True, spark=spark)      # doctest: +SKIP
+    >>> spark.read.format("delta").load(lake.path(silver_readings()))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridlake.errors import ContractError, NotALakeError
+from shared_schemas import CURRENT, Contract
+from shared_schemas.compat import check_compatible, contract_from_dict, contract_to_dict
+from shared_schemas.tables import TableSpec, core_tables
+
+MARKER = "_gridlake/lake.json"
+CONTRACT_FILE = "_gridlake/contract.json"
+LAYOUT_VERSION = 1
+
+
+def _is_url(root: str) -> bool:
+    return "://" in root
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake root and the paths of its tables."""
+
+    root: str
+
+    def path(self, table: TableSpec | str) -> str:
+        relative = table if isinstance(table, str) else table.path
+        return f"{self.root.rstrip('/')}/{relative}"
+
+    def default_checkpoint(self, source_slug: str) -> str:
+        return self.path(f"_gridlake/checkpoints/{source_slug}")
+
+
+# -- small file helpers that work for local folders and for Hadoop URLs (s3a://) ---------------
+
+def _hadoop_fs(spark, path: str):
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
+
+
+def read_text(path: str, spark=None) -> str | None:
+    """The text of a small file under the lake, or None when it does not exist."""
+    if not _is_url(path):
+        p = Path(path)
+        return p.read_text(encoding="utf-8") if p.is_file() else None
+    fs, hpath = _hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        reader = spark._jvm.java.io.BufferedReader(
+            spark._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        lines = []
+        while (line := reader.readLine()) is not None:
+            lines.append(line)
+        return "\n".join(lines)
+    finally:
+        stream.close()
+
+
+def write_text(path: str, text: str, spark=None) -> None:
+    """Write a small file under the lake atomically (rename over on local disks)."""
+    if not _is_url(path):
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+        return
+    fs, hpath = _hadoop_fs(spark, path)
+    out = fs.create(hpath, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+
+
+def _root_is_empty(root: str, spark) -> bool:
+    if not _is_url(root):
+        p = Path(root)
+        return not p.exists() or (p.is_dir() and not any(p.iterdir()))
+    fs, hpath = _hadoop_fs(spark, root)
+    return not fs.exists(hpath) or len(fs.listStatus(hpath)) == 0
+
+
+# -- opening a lake ---------------------------------------------------------------------------
+
+def default_lake_root() -> str:
+    """`GRIDLAKE_LAKE`, or `lake/` at the repository root."""
+    from gridlake.session import REPO_ROOT
+
+    return os.environ.get("GRIDLAKE_LAKE", str(REPO_ROOT / "lake"))
+
+
+def open_lake(root: str | None, create: bool = False, spark=None,
+              contract: Contract = CURRENT) -> Lake:
+    """Open the lake at `root`; with `create`, make it (and its tables) if it is new.
+
+    Raises NotALakeError when the folder exists but is not a gridlake lake, and ContractError
+    when `contract` cannot be applied to the tables already there.
+    """
+    root = root or default_lake_root()
+    if not _is_url(root):
+        root = str(Path(root).resolve())
+        if Path(root).exists() and not Path(root).is_dir():
+            raise NotALakeError(f"{root} is a file, not a lake folder")
+    lake = Lake(root)
+    marker = read_text(lake.path(MARKER), spark)
+    if marker is None:
+        if not create:
+            raise NotALakeError(
+                f"{root} is not a gridlake lake (no {MARKER}); "
+                "create one with `gridlake stream` or `gridlake backfill`")
+        if not _root_is_empty(root, spark):
+            raise NotALakeError(
+                f"{root} is not empty and is not a gridlake lake; choose an empty or new folder")
+        write_text(lake.path(MARKER), json.dumps({
+            "layout_version": LAYOUT_VERSION,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }, indent=2), spark)
+    if spark is not None and create:
+        apply_contract(spark, lake, contract)
+        ensure_tables(spark, lake, contract)
+    return lake
+
+
+def applied_contract(lake: Lake, spark=None) -> Contract | None:
+    text = read_text(lake.path(CONTRACT_FILE), spark)
+    return contract_from_dict(json.loads(text)) if text else None
+
+
+def apply_contract(spark, lake: Lake, contract: Contract) -> None:
+    """Record `contract` as the lake's contract, refusing an incompatible change."""
+    previous = applied_contract(lake, spark)
+    if previous is not None:
+        problems = check_compatible(previous, contract)
+        if problems:
+            raise ContractError(
+                f"contract v{contract.version} cannot be applied to the lake at {lake.root} "
+                f"(it holds v{previous.version}): " + "; ".join(problems))
+        if previous.version >= contract.version:
+            return
+    write_text(lake.path(CONTRACT_FILE), json.dumps(contract_to_dict(contract), indent=2), spark)
+
+
+def ensure_tables(spark, lake: Lake, contract: Contract = CURRENT) -> None:
+    """Create every core table that does not exist yet (idempotent, safe to race)."""
+    from delta.tables import DeltaTable
+
+    for spec in core_tables(contract):
+        if DeltaTable.isDeltaTable(spark, lake.path(spec)):
+            continue
+        builder = (DeltaTable.createIfNotExists(spark)
+                   .location(lake.path(spec))
+                   .addColumns(spec.schema))
+        if spec.partition_by:
+            builder = builder.partitionedBy(*spec.partition_by)
+        for key, value in spec.properties.items():
+            builder = builder.property(key, value)
+        if spec.description:
+            builder = builder.comment(spec.description)
+        try:
+            builder.execute()
+        except Exception as exc:  # another writer created it first
+            if not DeltaTable.isDeltaTable(spark, lake.path(spec)):
+                raise exc

@@ -1,0 +1,58 @@
+"""Retrying Delta writes that lost an optimistic-concurrency race.
+
+Several writers share the lake (the stream, backfills, reprocessing, erasure). Delta detects
+conflicting commits and raises; the losing writer re-reads and tries again, with bounded,
+jittered backoff, and every retry is logged. Each write in gridlake is idempotent (transaction
+identifiers or replaceWhere), so a retry never applies an update twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+log = logging.getLogger("gridlake.retry")
+T = TypeVar("T")
+
+# Class names of Delta's concurrency exceptions (Python wrappers and the JVM originals).
+_CONFLICT_NAMES = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "ConcurrentWriteException",
+    "DELTA_CONCURRENT_APPEND",
+    "DELTA_CONCURRENT_DELETE_READ",
+    "DELTA_CONCURRENT_DELETE_DELETE",
+    "DELTA_CONCURRENT_TRANSACTION",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+    "FileAlreadyExistsException",
+)
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return any(name in text for name in _CONFLICT_NAMES)
+
+
+def retry_conflicts(action: Callable[[], T], what: str, attempts: int = 8,
+                    base_delay: float = 0.2, max_delay: float = 5.0) -> T:
+    """Run `action`, retrying Delta write conflicts up to `attempts` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if not is_write_conflict(exc) or attempt == attempts:
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random())
+            first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            log.warning("%s lost a write race (attempt %d/%d: %s); retrying in %.2f s",
+                        what, attempt, attempts, first_line, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,150 @@
+"""The streaming query: a source, a checkpoint, and a foreachBatch handler calling the write path.
+
+The checkpoint folder holds Spark's offsets and commits plus `gridlake.json`, which names the
+run id (the Delta transaction app id) and the source. A fresh checkpoint always gets a fresh
+run id, so it never collides with an old one's batch ids; a damaged checkpoint, or a missing
+one for a source the lake has already streamed, stops the start-up with a sentence naming the
+recovery (docs/operations.md, "Lost checkpoint").
+
+Example:
+    >>> run_stream(spark, lake, parse_source("files:/landing"), StreamOptions(available_now=True))
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from gridlake.errors import CheckpointError
+from gridlake.ingest import WriteContext, record_batch, write_batch
+from gridlake.lake import Lake, read_text, write_text
+from shared_schemas import CURRENT, Contract
+from shared_schemas.tables import batch_log, bronze_telemetry
+from streaming.sources import Source
+
+IDENTITY_FILE = "gridlake.json"
+RECOVERY_DOC = "docs/operations.md#lost-checkpoint"
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    available_now: bool = False
+    trigger_seconds: float = 5.0
+    checkpoint: str | None = None
+    recover: bool = False
+
+
+def _has_streamed(spark, lake: Lake, source: Source) -> bool:
+    log = spark.read.format("delta").load(lake.path(batch_log()))
+    return log.where((F.col("kind") == "stream") & (F.col("source") == source.name)) \
+        .limit(1).count() > 0
+
+
+def checkpoint_run_id(spark, lake: Lake, source: Source, checkpoint: str,
+                      recover: bool = False) -> str:
+    """The run id stored with a checkpoint; creates it for a new checkpoint.
+
+    Refuses a checkpoint that lost its `metadata` or identity, one that belongs to another
+    source, and a new checkpoint for a source the lake already streamed (unless `recover`).
+    """
+    identity_text = read_text(f"{checkpoint}/{IDENTITY_FILE}", spark)
+    metadata = read_text(f"{checkpoint}/metadata", spark)
+    if identity_text is not None:
+        identity = json.loads(identity_text)
+        if identity.get("source") != source.name:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} belongs to source {identity.get('source')!r}, "
+                f"not {source.name!r}; give each stream its own --checkpoint")
+        offsets = Path(checkpoint, "offsets")
+        if metadata is None and (not offsets.exists() or any(offsets.iterdir())):
+            raise CheckpointError(
+                f"checkpoint {checkpoint} has lost its metadata file, so resuming could "
+                f"duplicate or skip records; refusing to start (see {RECOVERY_DOC})")
+        return identity["run_id"]
+    if metadata is not None:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was not made by gridlake (no {IDENTITY_FILE}); "
+            f"refusing to start (see {RECOVERY_DOC})")
+    if _has_streamed(spark, lake, source) and not recover:
+        raise CheckpointError(
+            f"the lake already holds records streamed from {source.name} but checkpoint "
+            f"{checkpoint} is missing; restarting from scratch would re-read them. Rerun with "
+            f"--recover to skip what bronze already holds (see {RECOVERY_DOC})")
+    run_id = f"stream-{uuid.uuid4().hex[:12]}"
+    write_text(f"{checkpoint}/{IDENTITY_FILE}",
+               json.dumps({"run_id": run_id, "source": source.name}, indent=2), spark)
+    return run_id
+
+
+def skip_already_in_bronze(spark, lake: Lake) -> Callable[[DataFrame], DataFrame]:
+    """Drop records whose source coordinates bronze already holds (lost-checkpoint recovery)."""
+
+    def transform(raw: DataFrame) -> DataFrame:
+        seen = spark.read.format("delta").load(lake.path(bronze_telemetry())).select("record_id")
+        return raw.join(seen.distinct(), "record_id", "left_anti")
+
+    return transform
+
+
+def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
+                  recover: bool = False, report: Callable[[str], None] = print
+                  ) -> Callable[[DataFrame, int], None]:
+    """The foreachBatch function: one micro-batch through the one write path."""
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        ctx = WriteContext.now(run_id=run_id, batch_id=batch_id, kind="stream",
+                               source=source.name)
+        if recover:
+            batch = batch.transform(skip_already_in_bronze(spark, lake))
+        result = write_batch(spark, lake, batch, ctx, contract)
+        record_batch(spark, lake, result, ctx, contract)
+        report(result.line())
+
+    return handle
+
+
+def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
+               contract: Contract = CURRENT, report: Callable[[str], None] = print) -> None:
+    """Run the stream until stopped (SIGTERM/Ctrl-C end it after the current micro-batch),
+    or, with `available_now`, until everything present at start is processed."""
+    checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
+    run_id = checkpoint_run_id(spark, lake, source, checkpoint, options.recover)
+    writer = (source.read_stream(spark).writeStream
+              .queryName(f"gridlake-{source.slug}")
+              .option("checkpointLocation", checkpoint)
+              .foreachBatch(batch_handler(lake, run_id, source, contract, options.recover,
+                                          report)))
+    if options.available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
+    report(f"streaming {source.name} into {lake.root} (run {run_id}, checkpoint {checkpoint})")
+    query = writer.start()
+
+    stop_requested = threading.Event()
+
+    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop_requested.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while query.isActive:
+            if stop_requested.is_set() and not query.status.get("isTriggerActive", False):
+                query.stop()
+                report("stopped after the last complete micro-batch")
+                break
+            query.awaitTermination(0.5)
+        if query.exception() is not None:
+            raise query.exception()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
