@@ -39,7 +39,8 @@ Anomalies (each a fraction of the fleet's valid readings, sampled exactly):
   values; a quarter of them overtake their original and arrive first;
 - conflicts: the same key and seq with a different id and different values (a producer bug);
 - late devices: a device is offline for hours to a day and a half; its readings for that
-  window are absent from stream/ and sent as one late report when it reconnects;
+  window are absent from stream/ and sent as one late report when it reconnects (their
+  duplicates, corrections and conflicts travel in the same report);
 - corrupt lines (a fraction of all lines): one line for every way the contract in
   `shared_schemas` can reject a record, cycled, mixed into stream/ and the .jsonl late reports
   (a .json batch stays parseable, so it carries none). Each breaks exactly one rule.
@@ -98,6 +99,7 @@ COMPOSITIONS = (
 EARLY_CORRECTION_SHARE = 0.25  # corrections that overtake their original
 BATTERY_DEADBAND_W = 100.0  # a battery idles rather than trickle below this
 BATTERY_EFFICIENCY = 0.95
+BATTERY_RESERVE_PCT = 10.0  # kept for backup; the evening discharge stops here
 RARE_STATUSES = ("comm_retry", "firmware_update", "degraded")
 EXTENSION_ATTRIBUTE = "partitionkey"  # CloudEvents partitioning extension
 UNKNOWN_DATA_FIELD = "firmware_version"
@@ -259,7 +261,7 @@ class _SiteModel:
         self.solar_wp = rng.uniform(3000, 9000) if "solar" in types else 0.0
         self.battery_wh = rng.choice((5000.0, 10000.0, 13500.0)) if "battery" in types else 0.0
         self.battery_max_w = 2500.0 if self.battery_wh <= 5000 else 5000.0
-        self.soc = rng.uniform(25, 75)
+        self.soc = rng.uniform(30, 80)
         self.ev_rated_w = round(rng.uniform(7200, 11000), -2) if "ev_charger" in types else 0.0
         self.cloud = 1.0
         # Weather and EV sessions for every local day the run touches, decided up front.
@@ -279,8 +281,8 @@ class _SiteModel:
             if self.ev_rated_w:
                 if rng.random() < 0.6:
                     self._add_session(day, rng.uniform(17, 22), rng.uniform(1, 4))
-                if rng.random() < 0.15:
-                    self._add_session(day, rng.uniform(8, 14), rng.uniform(1, 4))
+                if rng.random() < 0.15:  # a daytime top-up, over before the evening one can start
+                    self._add_session(day, rng.uniform(8, 12), rng.uniform(1, 4))
             day += dt.timedelta(days=1)
         self.sessions.sort()
 
@@ -324,7 +326,8 @@ class _SiteModel:
                 headroom = (100 - self.soc) / 100 * self.battery_wh / hours / BATTERY_EFFICIENCY
                 battery = min(surplus, self.battery_max_w, headroom)
             elif (hour >= 16 or hour < 1) and load > solar:
-                available = self.soc / 100 * self.battery_wh * BATTERY_EFFICIENCY / hours
+                available = (max(0.0, self.soc - BATTERY_RESERVE_PCT) / 100 * self.battery_wh
+                             * BATTERY_EFFICIENCY / hours)
                 battery = -min(load - solar, self.battery_max_w, available)
             battery = round(battery, 1) if abs(battery) >= BATTERY_DEADBAND_W else 0.0
             if battery > 0:
@@ -837,6 +840,37 @@ def _write_late(folder: Path, report: LateReport, gzip_late: bool) -> None:
         f.write(body)
 
 
+class _StreamFiles:
+    """stream/part-NNNN.jsonl written one after another (lines arrive in file order)."""
+
+    def __init__(self, folder: Path, count: int):
+        self.folder = folder
+        self.count = count
+        self.index = -1
+        self.file = None
+
+    def _open_next(self) -> None:
+        if self.file:
+            self.file.close()
+        self.index += 1
+        self.file = (self.folder / f"part-{self.index:04d}.jsonl").open("wb")
+
+    def write(self, index: int, line: bytes) -> None:
+        while self.index < index:
+            self._open_next()
+        self.file.write(line + b"\n")
+
+    def __enter__(self) -> _StreamFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:  # every file exists, even one no line fell into
+            while self.index < self.count - 1:
+                self._open_next()
+        if self.file:
+            self.file.close()
+
+
 def write_fleet(options: GenerateOptions, out: Path, progress: bool | None = None) -> Summary:
     """Generate a fleet into the folder `out` (created; an earlier generator output is replaced).
 
@@ -855,24 +889,20 @@ def write_fleet(options: GenerateOptions, out: Path, progress: bool | None = Non
     total = options.devices * (options.days * 1440 // options.interval_minutes)
     if progress is None:
         progress = sys.stderr.isatty() and total >= PROGRESS_MIN_READINGS
-    streams = [(out / "stream" / f"part-{i:04d}.jsonl").open("wb") for i in range(options.stream_files)]
     summary = Summary()
-    try:
-        with tqdm(total=total, unit="reading", disable=not progress, file=sys.stderr) as bar:
-            for record in generate_records(options):
-                if isinstance(record, StreamLine):
-                    streams[record.file_index].write(record.line + b"\n")
-                elif isinstance(record, LateReport):
-                    _write_late(out / "late", record, options.gzip_late)
-                elif isinstance(record, Progress):
-                    bar.update(record.readings)
-                elif isinstance(record, Fleet):
-                    _write_registry(out, record)
-                else:
-                    summary = record
-    finally:
-        for f in streams:
-            f.close()
+    with _StreamFiles(out / "stream", options.stream_files) as streams, \
+            tqdm(total=total, unit="reading", disable=not progress, file=sys.stderr) as bar:
+        for record in generate_records(options):
+            if isinstance(record, StreamLine):
+                streams.write(record.file_index, record.line)
+            elif isinstance(record, LateReport):
+                _write_late(out / "late", record, options.gzip_late)
+            elif isinstance(record, Progress):
+                bar.update(record.readings)
+            elif isinstance(record, Fleet):
+                _write_registry(out, record)
+            else:
+                summary = record
     manifest = {
         "generator": "gridlake generate",
         "contract_version": CURRENT.version,

@@ -43,6 +43,9 @@ _TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 _TXN_LOCK = threading.Lock()
 
+# Columns giving the order records were delivered in, within one batch.
+DELIVERY_ORDER = ("ingest_time", "source_file", "source_line", "kafka_partition", "kafka_offset")
+
 
 @dataclass(frozen=True)
 class WriteContext:
@@ -141,12 +144,17 @@ def silver_rows(contract: Contract, written_at: dt.datetime) -> Callable[[DataFr
 
 def latest_per_key(key: Iterable[str], order_by: str, tie_breaker: str = "event_id"
                    ) -> Callable[[DataFrame], DataFrame]:
-    """Keep one row per key: the highest `order_by`, ties won by the greatest `tie_breaker`."""
+    """Keep one row per key: the highest `order_by`, ties won by the greatest `tie_breaker`.
+
+    Rows equal on both are duplicate deliveries: the first delivered (lowest source
+    coordinates) is kept, so lineage points at the record that actually made the change.
+    """
     key = list(key)
 
     def transform(df: DataFrame) -> DataFrame:
-        window = Window.partitionBy(*key).orderBy(F.col(order_by).desc(),
-                                                  F.col(tie_breaker).desc())
+        window = Window.partitionBy(*key).orderBy(
+            F.col(order_by).desc(), F.col(tie_breaker).desc(),
+            *[F.col(c).asc_nulls_last() for c in DELIVERY_ORDER])
         return (df.withColumn("_rank", F.row_number().over(window))
                 .where(F.col("_rank") == 1).drop("_rank"))
 

@@ -33,8 +33,12 @@ def file_lines() -> Callable[[DataFrame], DataFrame]:
     """Whole files (`path`, `content`) → one raw record per non-blank line, numbered from 1."""
 
     def transform(files: DataFrame) -> DataFrame:
+        # Latin-1 maps every byte to one character, so splitting on newlines and encoding back
+        # gives each line's bytes exactly as received, even where they are not UTF-8.
+        as_chars = F.decode(F.col("content").cast("binary"), "ISO-8859-1")
         lines = files.select(
-            "path", F.posexplode(F.split(F.col("content"), "\n")).alias("pos", "line"))
+            F.regexp_replace("path", "^file:(//)?", "").alias("path"),
+            F.posexplode(F.split(as_chars, "\n")).alias("pos", "line"))
         return (lines
                 .where(F.trim(F.col("line")) != "")
                 .select(
@@ -46,7 +50,7 @@ def file_lines() -> Callable[[DataFrame], DataFrame]:
                     F.lit(None).cast("string").alias("kafka_topic"),
                     F.lit(None).cast("int").alias("kafka_partition"),
                     F.lit(None).cast("long").alias("kafka_offset"),
-                    F.regexp_replace(F.col("line"), "\r$", "").cast("binary").alias("payload"),
+                    F.encode(F.col("line"), "ISO-8859-1").alias("payload"),
                     F.lit(None).cast("binary").alias("kafka_key"),
                     F.lit(None).cast(HEADER_TYPE).alias("headers"),
                     F.lit(None).cast("timestamp").alias("kafka_timestamp"),

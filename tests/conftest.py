@@ -16,3 +16,18 @@ def spark():
     session = spark_session(app_name="gridlake-tests", master="local[2]", testing=True)
     yield session
     session.stop()
+
+
+FLEET_ARGS = ["--devices", "6", "--days", "1", "--interval-minutes", "15", "--seed", "11",
+              "--stream-files", "4", "--duplicates", "0.04", "--corrections", "0.04",
+              "--conflicts", "0.02", "--late-devices", "0.34", "--corrupt", "0.05"]
+
+
+@pytest.fixture(scope="session")
+def small_fleet(tmp_path_factory):
+    """A small generated fleet (stream/, late/, sites.csv), shared read-only by the tests."""
+    from gridlake.cli import main
+
+    out = tmp_path_factory.mktemp("fleet")
+    assert main(["generate", "--out", str(out), *FLEET_ARGS]) == 0
+    return out

@@ -49,7 +49,7 @@ def read_records(paths: Iterable[Path]) -> Iterator[Record]:
             continue
         for i, line in enumerate(raw.split(b"\n"), start=1):
             if line.strip():
-                yield Record(str(path), i, line.rstrip(b"\r"))
+                yield Record(str(path), i, line)
 
 
 def _is_int(v) -> bool:
