@@ -140,16 +140,18 @@ class KafkaSource:
 Source = FileSource | KafkaSource
 
 
-def parse_source(text: str) -> Source:
+def parse_source(text: str, max_files_per_trigger: int = 64,
+                 max_offsets_per_trigger: int | None = None) -> Source:
     """`files:DIR` or `kafka:HOST:PORT/TOPIC` → a source; anything else is one clear error."""
     scheme, _, rest = text.partition(":")
     if scheme == "files" and rest:
         directory = Path(rest).resolve()
         if not directory.is_dir():
             raise BadArgumentError(f"source folder {rest!r} does not exist or is not a folder")
-        return FileSource(str(directory))
+        return FileSource(str(directory), max_files_per_trigger)
     if scheme == "kafka" and rest:
-        return KafkaSource(parse_kafka_uri(text))
+        return KafkaSource(parse_kafka_uri(text),
+                           max_offsets_per_trigger=max_offsets_per_trigger)
     raise BadArgumentError(
         f"unknown source {text!r}; expected files:DIR or kafka:HOST:PORT/TOPIC")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gridlake.commands._args import add_lake_argument
+from gridlake.commands._args import add_lake_argument, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="micro-batch interval when running continuously (default 5)")
     parser.add_argument("--checkpoint", metavar="DIR",
                         help="checkpoint folder (default: inside the lake, derived from the source)")
+    parser.add_argument("--max-files-per-trigger", type=positive_int, default=64, metavar="N",
+                        help="for files: at most N new files per micro-batch (default 64)")
+    parser.add_argument("--max-offsets-per-trigger", type=positive_int, metavar="N",
+                        help="for Kafka: at most N records per micro-batch")
     parser.add_argument("--recover", action="store_true",
                         help="start a new checkpoint for a source the lake already streamed, "
                              "skipping records bronze already holds")
@@ -32,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from streaming.query import StreamOptions, run_stream
     from streaming.sources import parse_source
 
-    source = parse_source(args.source)
+    source = parse_source(args.source, max_files_per_trigger=args.max_files_per_trigger,
+                          max_offsets_per_trigger=args.max_offsets_per_trigger)
     spark = spark_session(app_name="gridlake-stream")
     lake = open_lake(args.lake, create=True, spark=spark)
     options = StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,

@@ -1,0 +1,97 @@
+"""kill -9 of the streaming process mid-batch, then restart: every record exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from gridlake.lake import Lake
+from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
+from tests import oracle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _stream(landing: Path, lake: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "GRIDLAKE_DRIVER_MEMORY": "1g"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gridlake.cli", "stream", "--source", f"files:{landing}",
+         "--lake", str(lake), "--max-files-per-trigger", "1", *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True)
+
+
+def _kill_during_a_batch(proc: subprocess.Popen, rng: random.Random, timeout: float = 240) -> str:
+    """Wait for a committed micro-batch, then kill -9 the whole process group a moment later."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("batch "):
+            time.sleep(rng.uniform(0.0, 4.0))
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return line
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"the stream committed no batch in {timeout} s: {''.join(seen)}")
+
+
+def check_exactly_once(spark, lake: Lake, files: list[Path]) -> None:
+    records = list(oracle.read_records(files))
+    truth, invalid = oracle.silver_truth(records)
+    bronze = spark.read.format("delta").load(lake.path(bronze_telemetry()))
+    assert bronze.count() == len(records)
+    assert bronze.select("record_id").distinct().count() == len(records)
+    quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
+    assert quarantine.count() == len(invalid)
+    assert quarantine.select("record_id").distinct().count() == len(invalid)
+    silver = spark.read.format("delta").load(lake.path(silver_readings()))
+    rows = silver.select("device_id", "ts", "seq", "event_id").collect()
+    assert len(rows) == len({(r[0], r[1]) for r in rows}), "duplicate keys in silver"
+    assert {(r[0], r[1]): (r[2], r[3]) for r in rows} == {
+        k: (v["seq"], v["_id"]) for k, v in truth.items()}
+
+
+def run_kill_restart(spark, fleet: Path, workdir: Path, kills: int, seed: int) -> None:
+    rng = random.Random(seed)
+    print(f"kill/restart seed {seed}")
+    landing, lake_dir = workdir / "landing", workdir / "lake"
+    landing.mkdir()
+    files = sorted((fleet / "stream").glob("*.jsonl"))
+    for path in files:
+        shutil.copy(path, landing / path.name)
+    for _ in range(kills):
+        _kill_during_a_batch(_stream(landing, lake_dir, "--trigger", "0.5"), rng)
+    final = _stream(landing, lake_dir, "--available-now")
+    out, _ = final.communicate(timeout=600)
+    assert final.returncode == 0, out
+    check_exactly_once(spark, Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl")))
+
+
+def test_kill_9_mid_batch_then_restart_keeps_every_record_exactly_once(
+        spark, small_fleet, tmp_path):
+    run_kill_restart(spark, small_fleet, tmp_path, kills=2, seed=int(time.time()))
+
+
+@pytest.mark.slow
+def test_many_random_kills_keep_every_record_exactly_once(spark, tmp_path):
+    from gridlake.cli import main
+
+    fleet = tmp_path / "fleet"
+    assert main(["generate", "--out", str(fleet), "--devices", "12", "--days", "2",
+                 "--stream-files", "24", "--corrupt", "0.05", "--duplicates", "0.05",
+                 "--corrections", "0.05", "--conflicts", "0.02"]) == 0
+    seed = int(os.environ.get("GRIDLAKE_CHAOS_SEED", time.time()))
+    run_kill_restart(spark, fleet, tmp_path / "run", kills=20, seed=seed)
