@@ -26,7 +26,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from gridlake.lake import Lake
+from gridlake.lake import Lake, table_version
 from gridlake.retry import retry_conflicts
 from shared_schemas import CURRENT, Contract
 from shared_schemas.spark import parse_and_validate
@@ -179,12 +179,6 @@ def _append(df: DataFrame, path: str, ctx: WriteContext, what: str) -> None:
     retry_conflicts(write, f"{what} append of {ctx.run_id}/{ctx.batch_id}")
 
 
-def _latest_version(spark, path: str) -> int:
-    from delta.tables import DeltaTable
-
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
-
-
 def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[dt.date],
                       ctx: WriteContext, contract: Contract = CURRENT) -> int:
     """MERGE deduplicated updates into silver; returns the number of rows inserted or updated.
@@ -231,15 +225,17 @@ def _committed_bronze(spark, lake: Lake, ctx: WriteContext) -> DataFrame | None:
 
 
 def write_batch(spark, lake: Lake, raw: DataFrame, ctx: WriteContext,
-                contract: Contract = CURRENT) -> BatchResult:
+                contract: Contract = CURRENT, may_be_replay: bool = True) -> BatchResult:
     """Append raw records to bronze, then quarantine the invalid and upsert the valid.
 
     `raw` has the source columns of bronze (record_id, source coordinates, payload, ...).
     Replaying a batch that was (partly) committed before a crash re-derives everything from
     the bronze rows already written, so decisions (e.g. "ts in the future") stay the same.
+    Callers that know the batch is new (the stream, from its checkpoint) pass
+    `may_be_replay=False` to skip looking for those rows.
     """
     started = time.monotonic()
-    committed = _committed_bronze(spark, lake, ctx)
+    committed = _committed_bronze(spark, lake, ctx) if may_be_replay else None
     if committed is not None:
         bronze = committed.persist(StorageLevel.MEMORY_AND_DISK)
         replayed = True
@@ -296,9 +292,9 @@ def record_batch(spark, lake: Lake, result: BatchResult, ctx: WriteContext,
         "records_read": result.records_read, "upserted": result.upserted,
         "duplicates_or_stale": result.duplicates_or_stale, "conflicts": 0,
         "quarantined": result.quarantined, "event_dates": result.event_dates,
-        "bronze_version": _latest_version(spark, lake.path(bronze_telemetry())),
-        "silver_version": _latest_version(spark, lake.path(silver_readings(contract))),
-        "quarantine_version": _latest_version(spark, lake.path(quarantine_telemetry())),
+        "bronze_version": table_version(spark, lake.path(bronze_telemetry())),
+        "silver_version": table_version(spark, lake.path(silver_readings(contract))),
+        "quarantine_version": table_version(spark, lake.path(quarantine_telemetry())),
         "contract_version": contract.version,
     }
     result.bronze_version = row["bronze_version"]

@@ -47,7 +47,7 @@ class Lake:
 
 # -- small file helpers that work for local folders and for Hadoop URLs (s3a://) ---------------
 
-def _hadoop_fs(spark, path: str):
+def hadoop_fs(spark, path: str):
     jvm = spark._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
@@ -58,7 +58,7 @@ def read_text(path: str, spark=None) -> str | None:
     if not _is_url(path):
         p = Path(path)
         return p.read_text(encoding="utf-8") if p.is_file() else None
-    fs, hpath = _hadoop_fs(spark, path)
+    fs, hpath = hadoop_fs(spark, path)
     if not fs.exists(hpath):
         return None
     stream = fs.open(hpath)
@@ -82,7 +82,7 @@ def write_text(path: str, text: str, spark=None) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
         return
-    fs, hpath = _hadoop_fs(spark, path)
+    fs, hpath = hadoop_fs(spark, path)
     out = fs.create(hpath, True)
     try:
         out.write(bytearray(text.encode("utf-8")))
@@ -90,11 +90,20 @@ def write_text(path: str, text: str, spark=None) -> None:
         out.close()
 
 
+def file_uri(spark, path: str) -> str:
+    """A file's name as Spark's file sources report it (`_metadata.file_path`, `file:/a%20b`)."""
+    fs, hpath = hadoop_fs(spark, path)
+    uri = fs.makeQualified(hpath).toUri()
+    if not uri.getRawAuthority():  # local files: Spark writes `file:/x`, Hadoop `file:///x`
+        return f"{uri.getScheme()}:{uri.getRawPath()}"
+    return uri.toString()
+
+
 def _root_is_empty(root: str, spark) -> bool:
     if not _is_url(root):
         p = Path(root)
         return not p.exists() or (p.is_dir() and not any(p.iterdir()))
-    fs, hpath = _hadoop_fs(spark, root)
+    fs, hpath = hadoop_fs(spark, root)
     return not fs.exists(hpath) or len(fs.listStatus(hpath)) == 0
 
 
@@ -179,3 +188,16 @@ def ensure_tables(spark, lake: Lake, contract: Contract = CURRENT) -> None:
         except Exception as exc:  # another writer created it first
             if not DeltaTable.isDeltaTable(spark, lake.path(spec)):
                 raise exc
+
+
+def table_version(spark, table_path: str) -> int | None:
+    """The latest committed version of a Delta table, from its log's file names (no Spark job).
+
+    Returns None when the path holds no Delta table yet.
+    """
+    fs, log_dir = hadoop_fs(spark, f"{table_path.rstrip('/')}/_delta_log")
+    if not fs.exists(log_dir):
+        return None
+    versions = [int(name[:-5]) for status in fs.listStatus(log_dir)
+                if (name := status.getPath().getName()).endswith(".json") and name[:-5].isdigit()]
+    return max(versions) if versions else None

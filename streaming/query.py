@@ -18,14 +18,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from gridlake.errors import CheckpointError
 from gridlake.ingest import WriteContext, record_batch, write_batch
-from gridlake.lake import Lake, read_text, write_text
+from gridlake.lake import Lake, hadoop_fs, read_text, write_text
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import batch_log, bronze_telemetry
 from streaming.sources import Source
@@ -63,8 +62,7 @@ def checkpoint_run_id(spark, lake: Lake, source: Source, checkpoint: str,
             raise CheckpointError(
                 f"checkpoint {checkpoint} belongs to source {identity.get('source')!r}, "
                 f"not {source.name!r}; give each stream its own --checkpoint")
-        offsets = Path(checkpoint, "offsets")
-        if metadata is None and (not offsets.exists() or any(offsets.iterdir())):
+        if metadata is None and last_planned_batch(spark, checkpoint) >= 0:
             raise CheckpointError(
                 f"checkpoint {checkpoint} has lost its metadata file, so resuming could "
                 f"duplicate or skip records; refusing to start (see {RECOVERY_DOC})")
@@ -94,10 +92,27 @@ def skip_already_in_bronze(spark, lake: Lake) -> Callable[[DataFrame], DataFrame
     return transform
 
 
+def last_planned_batch(spark, checkpoint: str) -> int:
+    """The highest batch id whose offsets the checkpoint holds (-1 for none).
+
+    Spark writes a batch's offsets before running it, so on restart only batches up to this
+    id can be replays of an attempt that may have committed part of its writes.
+    """
+    fs, offsets = hadoop_fs(spark, f"{checkpoint}/offsets")
+    if not fs.exists(offsets):
+        return -1
+    ids = [int(name) for status in fs.listStatus(offsets)
+           if (name := status.getPath().getName()).isdigit()]
+    return max(ids, default=-1)
+
+
 def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
-                  recover: bool = False, report: Callable[[str], None] = print
-                  ) -> Callable[[DataFrame, int], None]:
-    """The foreachBatch function: one micro-batch through the one write path."""
+                  recover: bool = False, report: Callable[[str], None] = print,
+                  replays_up_to: int = 10**18) -> Callable[[DataFrame, int], None]:
+    """The foreachBatch function: one micro-batch through the one write path.
+
+    Batches after `replays_up_to` are known to be new, so they skip the replay check.
+    """
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
@@ -105,7 +120,8 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
                                source=source.name)
         if recover:
             batch = batch.transform(skip_already_in_bronze(spark, lake))
-        result = write_batch(spark, lake, batch, ctx, contract)
+        result = write_batch(spark, lake, batch, ctx, contract,
+                             may_be_replay=batch_id <= replays_up_to)
         record_batch(spark, lake, result, ctx, contract)
         report(result.line())
 
@@ -122,7 +138,7 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
               .queryName(f"gridlake-{source.slug}")
               .option("checkpointLocation", checkpoint)
               .foreachBatch(batch_handler(lake, run_id, source, contract, options.recover,
-                                          report)))
+                                          report, last_planned_batch(spark, checkpoint))))
     if options.available_now:
         writer = writer.trigger(availableNow=True)
     else:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
 
 from gridlake.lake import Lake
 from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
