@@ -23,10 +23,8 @@ COMMAND_MODULES = (
     "produce",
     "backfill",
     "rollup",
+    "sites",
     "reprocess",
-    "quarantine",
-    "lineage",
-    "forget",
     "schema",
     "demo",
 )
@@ -39,13 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"gridlake.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gridlake.commands.{name}":
-                continue  # not built yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"gridlake.commands.{name}").register(subparsers)
     return parser
 
 

@@ -1,0 +1,66 @@
+"""The command line: every command has help, and bad input is one sentence and exit 1."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridlake.cli import COMMAND_MODULES, build_parser, main
+
+
+def test_help_lists_every_command_with_a_description(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    names = [action for action in build_parser()._subparsers._group_actions[0].choices]
+    assert set(names) >= {"generate", "stream", "backfill", "rollup", "reprocess", "demo"}
+    for name in names:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", [m.replace("_", "-") for m in COMMAND_MODULES])
+def test_each_command_has_its_own_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: gridlake" in capsys.readouterr().out
+
+
+def _one_sentence_error(capsys, argv) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_unknown_source_scheme(capsys, tmp_path):
+    err = _one_sentence_error(capsys, ["stream", "--source", "ftp://x", "--lake", str(tmp_path)])
+    assert "unknown source 'ftp://x'" in err
+
+
+def test_missing_source_folder(capsys, tmp_path):
+    err = _one_sentence_error(
+        capsys, ["stream", "--source", f"files:{tmp_path}/nope", "--lake", str(tmp_path / "l")])
+    assert "does not exist" in err
+
+
+def test_bad_kafka_address(capsys, tmp_path):
+    err = _one_sentence_error(
+        capsys, ["stream", "--source", "kafka:localhost/topic", "--lake", str(tmp_path)])
+    assert "kafka:" in err
+
+
+def test_folder_that_is_not_a_lake(spark, capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("my files")
+    source = tmp_path / "landing"
+    source.mkdir()
+    err = _one_sentence_error(
+        capsys, ["stream", "--source", f"files:{source}", "--lake", str(tmp_path)])
+    assert "is not empty and is not a gridlake lake" in err
+
+
+def test_bad_date_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "--out", "x", "--start", "2026-13-40"])
+    assert exit_.value.code == 2
+    assert "'2026-13-40' is not a date; expected YYYY-MM-DD" in capsys.readouterr().err
