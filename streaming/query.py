@@ -119,7 +119,8 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
         ctx = WriteContext.now(run_id=run_id, batch_id=batch_id, kind="stream",
                                source=source.name)
         if recover:
-            batch = batch.transform(skip_already_in_bronze(spark, lake))
+            # Materialised first: recomputing it after bronze's append would drop this batch.
+            batch = batch.transform(skip_already_in_bronze(spark, lake)).localCheckpoint()
         result = write_batch(spark, lake, batch, ctx, contract,
                              may_be_replay=batch_id <= replays_up_to)
         record_batch(spark, lake, result, ctx, contract)

@@ -1,0 +1,61 @@
+"""A lost or damaged checkpoint never duplicates records: refuse, then recover exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from gridlake.errors import CheckpointError
+from gridlake.lake import open_lake
+from streaming.query import StreamOptions, run_stream
+from streaming.sources import FileSource
+from tests.streaming.test_stream_crash import check_exactly_once
+
+
+@pytest.fixture()
+def streamed_once(spark, small_fleet, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    files = sorted((small_fleet / "stream").glob("*.jsonl"))
+    for path in files[:2]:
+        shutil.copy(path, landing / path.name)
+    lake = open_lake(str(tmp_path / "lake"), create=True, spark=spark)
+    source = FileSource(str(landing))
+    run_stream(spark, lake, source, StreamOptions(available_now=True), report=lambda _: None)
+    return lake, source, landing, files
+
+
+def test_missing_checkpoint_for_a_streamed_source_is_refused_then_recovered(
+        spark, streamed_once):
+    lake, source, landing, files = streamed_once
+    checkpoint = lake.default_checkpoint(source.slug)
+    old_run = json.loads(open(f"{checkpoint}/gridlake.json").read())["run_id"]
+    shutil.rmtree(checkpoint)
+    with pytest.raises(CheckpointError, match="--recover"):
+        run_stream(spark, lake, source, StreamOptions(available_now=True), report=lambda _: None)
+    for path in files[2:]:  # new data arrived while the stream was down
+        shutil.copy(path, landing / path.name)
+    run_stream(spark, lake, source, StreamOptions(available_now=True, recover=True),
+               report=lambda _: None)
+    new_run = json.loads(open(f"{checkpoint}/gridlake.json").read())["run_id"]
+    assert new_run != old_run, "a fresh checkpoint must get a fresh run id"
+    check_exactly_once(spark, lake, list(landing.glob("*.jsonl")))
+
+
+def test_checkpoint_without_metadata_is_refused(spark, streamed_once):
+    lake, source, _, _ = streamed_once
+    os.remove(f"{lake.default_checkpoint(source.slug)}/metadata")
+    with pytest.raises(CheckpointError, match="lost its metadata file"):
+        run_stream(spark, lake, source, StreamOptions(available_now=True), report=lambda _: None)
+
+
+def test_checkpoint_of_another_source_is_refused(spark, streamed_once, tmp_path):
+    lake, source, _, _ = streamed_once
+    other = tmp_path / "other"
+    other.mkdir()
+    options = StreamOptions(available_now=True, checkpoint=lake.default_checkpoint(source.slug))
+    with pytest.raises(CheckpointError, match="belongs to source"):
+        run_stream(spark, lake, FileSource(str(other)), options, report=lambda _: None)
