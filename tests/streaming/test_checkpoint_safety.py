@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,7 @@ def test_missing_checkpoint_for_a_streamed_source_is_refused_then_recovered(
         spark, streamed_once):
     lake, source, landing, files = streamed_once
     checkpoint = lake.default_checkpoint(source.slug)
-    old_run = json.loads(open(f"{checkpoint}/gridlake.json").read())["run_id"]
+    old_run = json.loads(Path(checkpoint, "gridlake.json").read_text())["run_id"]
     shutil.rmtree(checkpoint)
     with pytest.raises(CheckpointError, match="--recover"):
         run_stream(spark, lake, source, StreamOptions(available_now=True), report=lambda _: None)
@@ -40,7 +41,7 @@ def test_missing_checkpoint_for_a_streamed_source_is_refused_then_recovered(
         shutil.copy(path, landing / path.name)
     run_stream(spark, lake, source, StreamOptions(available_now=True, recover=True),
                report=lambda _: None)
-    new_run = json.loads(open(f"{checkpoint}/gridlake.json").read())["run_id"]
+    new_run = json.loads(Path(checkpoint, "gridlake.json").read_text())["run_id"]
     assert new_run != old_run, "a fresh checkpoint must get a fresh run id"
     check_exactly_once(spark, lake, list(landing.glob("*.jsonl")))
 
