@@ -172,6 +172,93 @@ def batch_log() -> TableSpec:
     )
 
 
+def loaded_files() -> TableSpec:
+    """One row per late-report file loaded, by content: a file seen again is skipped."""
+    return TableSpec(
+        path="_gridlake/loaded_files",
+        schema=T.StructType(_fields(
+            ("sha256", T.StringType(), False),
+            ("path", T.StringType(), False),
+            ("size", T.LongType(), False),
+            ("loaded_at", T.TimestampType(), False),
+            ("run_id", T.StringType(), False),
+            ("records", T.LongType(), False),
+        )),
+        key=("sha256",),
+        description="Late-report files loaded by backfill, identified by the SHA-256 of their bytes.",
+    )
+
+
+def reference_sites() -> TableSpec:
+    """The site registry: where each site is, and the time zone its local days follow."""
+    return TableSpec(
+        path="reference/sites",
+        schema=T.StructType(_fields(
+            ("site_id", T.StringType(), False),
+            ("timezone", T.StringType(), False),
+            ("latitude", T.DoubleType()),
+            ("longitude", T.DoubleType()),
+            ("source_file", T.StringType()),
+            ("loaded_at", T.TimestampType(), False),
+        )),
+        key=("site_id",),
+        description="Site registry (IANA time zone per site), replaced whole on each load.",
+    )
+
+
+def site_energy_columns(contract: Contract = CURRENT) -> tuple[tuple[str, str, str], ...]:
+    """(device_type, import column, export column) for each device type the contract allows."""
+    types = contract.field("device_type").allowed or ()
+    return tuple((t, f"{t}_energy_import_wh", f"{t}_energy_export_wh") for t in types)
+
+
+def gold_daily_site_rollups(contract: Contract = CURRENT) -> TableSpec:
+    per_type = [T.StructField(name, T.DoubleType())
+                for _, imp, exp in site_energy_columns(contract) for name in (imp, exp)]
+    return TableSpec(
+        path="gold/daily_site_rollups",
+        schema=T.StructType(_fields(
+            ("site_id", T.StringType(), False),
+            ("local_day", T.DateType(), False),
+            ("timezone", T.StringType(), False),
+            ("local_day_hours", T.DoubleType(), False),
+            ("devices", T.LongType(), False),
+            ("samples", T.LongType(), False),
+            ("energy_import_wh", T.DoubleType()),
+            ("energy_export_wh", T.DoubleType()),
+        ) + per_type + _fields(
+            ("silver_version", T.LongType(), False),
+            ("run_id", T.StringType(), False),
+            ("computed_at", T.TimestampType(), False),
+        )),
+        partition_by=("local_day",),
+        key=("site_id", "local_day"),
+        description="Per site per local calendar day (the site's time zone; 23/24/25 hours).",
+    )
+
+
+def rollup_log() -> TableSpec:
+    """One row per rollup run; the highest `silver_version` of a `changed` run is the cursor."""
+    return TableSpec(
+        path="_gridlake/rollups",
+        schema=T.StructType(_fields(
+            ("run_id", T.StringType(), False),
+            ("mode", T.StringType(), False),
+            ("changes_from_version", T.LongType()),
+            ("silver_version", T.LongType(), False),
+            ("days", T.ArrayType(T.DateType(), False), False),
+            ("local_days", T.ArrayType(T.DateType(), False), False),
+            ("device_rollups_version", T.LongType()),
+            ("site_rollups_version", T.LongType()),
+            ("started_at", T.TimestampType(), False),
+            ("finished_at", T.TimestampType(), False),
+        )),
+        key=("run_id",),
+        description="Rollup runs: which silver version and days each one computed.",
+    )
+
+
 def core_tables(contract: Contract = CURRENT) -> tuple[TableSpec, ...]:
     return (bronze_telemetry(), quarantine_telemetry(), silver_readings(contract),
-            gold_daily_device_rollups(), batch_log())
+            gold_daily_device_rollups(), batch_log(), loaded_files(), reference_sites(),
+            gold_daily_site_rollups(contract), rollup_log())
