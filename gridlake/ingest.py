@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from gridlake.lake import Lake, table_version
-from gridlake.retry import retry_conflicts
+from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.spark import parse_and_validate
 from shared_schemas.tables import (
@@ -37,11 +36,10 @@ from shared_schemas.tables import (
     silver_readings,
 )
 
-# Delta reads these session settings for MERGE's idempotent transaction identifier; the lock
-# keeps two threads of one process (Dagster's executor) from mixing their identifiers.
+# Delta reads these session settings for MERGE's idempotent transaction identifier; every
+# write holds gridlake.retry.WRITE_LOCK so no other write of the session picks them up.
 _TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
-_TXN_LOCK = threading.Lock()
 
 # Columns giving the order records were delivered in, within one batch.
 DELIVERY_ORDER = ("ingest_time", "source_file", "source_line", "kafka_partition", "kafka_offset")
@@ -176,7 +174,7 @@ def _append(df: DataFrame, path: str, ctx: WriteContext, what: str) -> None:
         (df.write.format("delta").mode("append")
          .option("txnAppId", ctx.run_id).option("txnVersion", ctx.batch_id)
          .save(path))
-    retry_conflicts(write, f"{what} append of {ctx.run_id}/{ctx.batch_id}")
+    guarded_write(write, f"{what} append of {ctx.run_id}/{ctx.batch_id}")
 
 
 def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[dt.date],
@@ -201,20 +199,19 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
                    .whenMatchedUpdateAll(condition=wins_over(order_by=contract.order_by))
                    .whenNotMatchedInsertAll()
                    .withSchemaEvolution())
-        with _TXN_LOCK:
-            spark.conf.set(_TXN_APP_ID, ctx.run_id)
-            spark.conf.set(_TXN_VERSION, str(ctx.batch_id))
-            try:
-                metrics = builder.execute().first()
-            finally:
-                spark.conf.unset(_TXN_APP_ID)
-                spark.conf.unset(_TXN_VERSION)
+        spark.conf.set(_TXN_APP_ID, ctx.run_id)
+        spark.conf.set(_TXN_VERSION, str(ctx.batch_id))
+        try:
+            metrics = builder.execute().first()
+        finally:
+            spark.conf.unset(_TXN_APP_ID)
+            spark.conf.unset(_TXN_VERSION)
         if metrics is None:  # skipped: this transaction was already committed
             return 0
         row = metrics.asDict()
         return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
 
-    return retry_conflicts(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
+    return guarded_write(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
 
 
 def _committed_bronze(spark, lake: Lake, ctx: WriteContext) -> DataFrame | None:

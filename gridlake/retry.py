@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 log = logging.getLogger("gridlake.retry")
 T = TypeVar("T")
+
+# One Delta write at a time per process. MERGE's idempotent transaction id travels in session
+# settings, and Delta applies them to any write of the session made while they are set: a
+# concurrent append from another thread (Dagster's executor, a test) would be silently skipped.
+WRITE_LOCK = threading.RLock()
 
 # Class names of Delta's concurrency exceptions (Python wrappers and the JVM originals).
 _CONFLICT_NAMES = (
@@ -56,3 +62,13 @@ def retry_conflicts(action: Callable[[], T], what: str, attempts: int = 8,
                         what, attempt, attempts, first_line, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def guarded_write(action: Callable[[], T], what: str) -> T:
+    """Run a Delta write holding the process's write lock, retrying lost write races."""
+
+    def locked() -> T:
+        with WRITE_LOCK:
+            return action()
+
+    return retry_conflicts(locked, what)

@@ -1,0 +1,355 @@
+"""Late reports: files of buffered readings that offline devices upload when they reconnect.
+
+A late report is a `.jsonl` file (one CloudEvent per line), the same gzipped (`.jsonl.gz`), or
+a `.json` file holding a CloudEvents batch (a JSON array, one event per element). Backfill
+loads them through the same write path as the stream (`gridlake.ingest.write_batch`), so the
+same rules decide what is valid, what is a duplicate and which version of a reading wins.
+
+A file is known by the SHA-256 of its bytes: `_gridlake/loaded_files` lists every file loaded,
+and a file whose content is already there is skipped, whatever its name. The run id of a load
+is derived from the hashes of its files, so a load that crashed half-way and is run again
+replays as the same transaction (Delta's transaction ids) instead of loading twice.
+
+What cannot be split into records is still kept, never dropped: a `.json` file that is not a
+JSON array, or a `.gz` file that does not decompress, becomes one record holding the whole
+file (no line number), validated like any other: garbage is quarantined, while a `.json`
+holding one CloudEvent object (CloudEvents' single-event JSON format) is accepted.
+
+Example:
+    >>> result = backfill(spark, lake, ["fleet/late"])                        # doctest: +SKIP
+    >>> print("\\n".join(result.lines()))                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batch.rollups import RollupResult, rollup_changed
+from gridlake.errors import BadArgumentError
+from gridlake.ingest import BatchResult, WriteContext, record_batch, write_batch
+from gridlake.lake import Lake, file_uri
+from gridlake.retry import guarded_write
+from shared_schemas import CURRENT, Contract
+from shared_schemas.tables import RAW_COLUMNS, SOURCE_COLUMNS, loaded_files
+from streaming.sources import file_lines
+
+LINES, BATCH = "lines", "batch"
+SUFFIXES = ((".jsonl.gz", LINES), (".jsonl", LINES), (".json", BATCH))
+RAW_SCHEMA = T.StructType(SOURCE_COLUMNS + RAW_COLUMNS)
+_CHUNK = 1 << 20
+
+
+# -- pure -------------------------------------------------------------------------------------
+
+def report_kind(name: str) -> str | None:
+    """`lines` (.jsonl, .jsonl.gz), `batch` (.json) or None for any other file name."""
+    for suffix, kind in SUFFIXES:
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def json_batch_elements(content: bytes) -> list[bytes] | None:
+    """The exact bytes of each element of a top-level JSON array; None if it is not one.
+
+    Elements are sliced out of the text as written (not re-serialised), so each record's
+    payload is what the device sent.
+    """
+    try:
+        text = content.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        return None
+    decoder = json.JSONDecoder()
+    whitespace = " \t\n\r"
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in whitespace:
+            i += 1
+        return i
+
+    i = skip(0)
+    if i == len(text) or text[i] != "[":
+        return None
+    i = skip(i + 1)
+    elements: list[bytes] = []
+    if i < len(text) and text[i] == "]":
+        return elements if skip(i + 1) == len(text) else None
+    while True:
+        try:
+            _, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return None
+        elements.append(text[i:end].encode("utf-8"))
+        i = skip(end)
+        if i < len(text) and text[i] == ",":
+            i = skip(i + 1)
+            continue
+        if i < len(text) and text[i] == "]":
+            return elements if skip(i + 1) == len(text) else None
+        return None
+
+
+def group_run_id(hashes: Iterable[str]) -> str:
+    """The run id of loading these files: from the one file's hash, or from all of them."""
+    hashes = sorted(set(hashes))
+    if len(hashes) == 1:
+        return f"backfill-{hashes[0][:16]}"
+    return f"backfill-{hashlib.sha256(chr(10).join(hashes).encode()).hexdigest()[:16]}"
+
+
+def _raw_record(source: str, line: int | None, payload: bytes) -> dict:
+    """One raw record of a file, with the columns (and record id) `file_lines` gives."""
+    return {
+        "record_id": f"file:{source}#{line}" if line is not None else f"file:{source}",
+        "source_kind": "file", "source_file": source, "source_line": line,
+        "kafka_topic": None, "kafka_partition": None, "kafka_offset": None,
+        "payload": payload, "kafka_key": None, "headers": None, "kafka_timestamp": None,
+    }
+
+
+def batch_file_records(source: str, content: bytes) -> list[dict]:
+    """A CloudEvents batch file → one record per array element (line = 1-based index);
+    anything but a JSON array → one record holding the whole file (no line)."""
+    elements = json_batch_elements(content)
+    if elements is None:
+        return [_raw_record(source, None, content)]
+    return [_raw_record(source, i, payload) for i, payload in enumerate(elements, start=1)]
+
+
+# -- the files --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReportFile:
+    """A late-report file as found on disk: its kind, content hash and whether it decodes."""
+
+    path: Path
+    kind: str
+    sha256: str
+    size: int
+    decodes: bool = True
+
+
+def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named on the command line, and the report files directly inside named folders."""
+    found: dict[Path, None] = {}
+    for text in paths:
+        path = Path(text)
+        if not path.exists():
+            raise BadArgumentError(
+                f"{str(text)!r} does not exist; give late-report files or folders of them")
+        if path.is_dir():
+            children = sorted(p for p in path.iterdir()
+                              if p.is_file() and not p.name.startswith(".")
+                              and report_kind(p.name))
+            found.update((p.resolve(), None) for p in children)
+        elif report_kind(path.name):
+            found[path.resolve()] = None
+        else:
+            raise BadArgumentError(
+                f"{str(text)!r} is not a late report; expected a .jsonl, .jsonl.gz or .json file")
+    return list(found)
+
+
+def inspect_file(path: Path) -> ReportFile:
+    """Hash a file (and check that a .gz decompresses); raises OSError if it cannot be read."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    decodes = True
+    if path.name.endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as g:
+                while g.read(_CHUNK):
+                    pass
+        except (gzip.BadGzipFile, EOFError, zlib.error):
+            decodes = False
+    return ReportFile(path, report_kind(path.name) or LINES, digest.hexdigest(), size, decodes)
+
+
+def spark_can_read(path: Path) -> bool:
+    """Whether Spark's file sources can open the file by its path (Hadoop reads a `:` as a
+    URI scheme and `*?[]{}` as glob patterns)."""
+    return not any(c in str(path) for c in ":*?[]{}\\")
+
+
+def _whole_files(spark, files: list[tuple[str, bytes]]) -> DataFrame:
+    """(path, content) frames built here for `file_lines`; bytes stay as they were sent."""
+    frame = spark.createDataFrame(files, "path string, content binary")
+    return frame.select("path", F.col("content").cast("string").alias("content"))
+
+
+def source_names(spark, files: list[ReportFile]) -> dict[Path, str]:
+    """Each file's `source_file` exactly as the stream's `file_lines` names it.
+
+    One tiny job through `file_lines` itself (each file's URI as its only line), so lineage
+    of records split here matches records split by Spark, with no second naming rule.
+    """
+    uris = {file_uri(spark, str(f.path)): f.path for f in files}
+    probe = _whole_files(spark, [(uri, uri.encode()) for uri in uris]).transform(file_lines())
+    return {uris[bytes(r["payload"]).decode()]: r["source_file"]
+            for r in probe.select("payload", "source_file").collect()}
+
+
+def read_reports(spark, files: list[ReportFile], names: dict[Path, str]) -> DataFrame:
+    """Raw records (bronze's source columns) of report files; `names` from `source_names`.
+
+    JSON-lines files are read by Spark (gzip through its codecs) and split by the stream's own
+    `file_lines`; batch files, files that do not decompress and files whose names Spark cannot
+    open are read here (the last still split by `file_lines`).
+    """
+    by_spark = [f for f in files if f.kind == LINES and f.decodes and spark_can_read(f.path)]
+    by_name: list[tuple[str, bytes]] = []
+    rows: list[dict] = []
+    for f in files:
+        if f in by_spark:
+            continue
+        content = f.path.read_bytes()
+        if not f.decodes:
+            rows.append(_raw_record(names[f.path], None, content))
+        elif f.kind == BATCH:
+            rows.extend(batch_file_records(names[f.path], content))
+        else:
+            by_name.append((file_uri(spark, str(f.path)),
+                            gzip.decompress(content) if f.path.name.endswith(".gz") else content))
+    frames = [spark.createDataFrame(rows, RAW_SCHEMA)]
+    if by_name:
+        frames.append(_whole_files(spark, by_name).transform(file_lines()))
+    if by_spark:
+        frames.append(spark.read.format("text").option("wholetext", "true")
+                      .load([str(f.path) for f in by_spark])
+                      .select(F.col("_metadata.file_path").alias("path"),
+                              F.col("value").alias("content"))
+                      .transform(file_lines()))
+    raw = frames[0]
+    for frame in frames[1:]:
+        raw = raw.unionByName(frame)
+    return raw
+
+
+# -- the lake ---------------------------------------------------------------------------------
+
+def already_loaded(spark, lake: Lake, hashes: list[str]) -> set[str]:
+    """The hashes among `hashes` that `_gridlake/loaded_files` already lists."""
+    if not hashes:
+        return set()
+    table = spark.read.format("delta").load(lake.path(loaded_files()))
+    return {r[0] for r in table.where(F.col("sha256").isin(*hashes)).select("sha256").collect()}
+
+
+def record_loaded(spark, lake: Lake, files: list[ReportFile], run_id: str,
+                  records: dict[str, int]) -> None:
+    """Add the files to `_gridlake/loaded_files`, once per run (a replay is skipped by Delta)."""
+    spec = loaded_files()
+    loaded_at = dt.datetime.now(dt.UTC)
+    rows = [{"sha256": f.sha256, "path": str(f.path), "size": f.size, "loaded_at": loaded_at,
+             "run_id": run_id, "records": records.get(str(f.path), 0)} for f in files]
+    frame = spark.createDataFrame(rows, spec.schema)
+    guarded_write(lambda: (frame.write.format("delta").mode("append")
+                           .option("txnAppId", run_id).option("txnVersion", 0)
+                           .save(lake.path(spec))),
+                  f"loaded-files record of {run_id}")
+
+
+def _records_per_file(raw: DataFrame, names: dict[Path, str]) -> dict[str, int]:
+    counts = {r["source_file"]: r["count"] for r in raw.groupBy("source_file").count().collect()}
+    return {str(path): counts.get(name, 0) for path, name in names.items()}
+
+
+# -- the job ----------------------------------------------------------------------------------
+
+@dataclass
+class BackfillResult:
+    """What a backfill did, file by file and record by record."""
+
+    files_found: int = 0
+    files_loaded: int = 0
+    skipped: list[Path] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    batches: list[BatchResult] = field(default_factory=list)
+    rollup: RollupResult | None = None
+
+    def total(self, name: str) -> int:
+        return sum(getattr(b, name) for b in self.batches)
+
+    def lines(self) -> list[str]:
+        out = [f"files: {self.files_found} found, {self.files_loaded} loaded, "
+               f"{len(self.skipped)} already loaded (skipped)"
+               + (f", {len(self.unreadable)} unreadable" if self.unreadable else ""),
+               f"records: {self.total('records_read')} read, {self.total('upserted')} upserted, "
+               f"{self.total('duplicates_or_stale')} duplicate/stale, "
+               f"{self.total('quarantined')} quarantined"]
+        if self.rollup is not None:
+            out.append(self.rollup.line())
+        return out
+
+
+def _chunks(items: list[ReportFile], size: int) -> Iterator[list[ReportFile]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract = CURRENT,
+             files_per_batch: int = 32, rollup: bool = True, progress: bool | None = None,
+             on_batch: Callable[[BatchResult], None] | None = None) -> BackfillResult:
+    """Load late-report files or folders into the lake, then recompute the days that changed.
+
+    Parameters:
+        paths: files (.jsonl, .jsonl.gz, .json) and folders holding them (not recursive).
+        files_per_batch: new files written together as one batch (one run id).
+        rollup: recompute the rollups of the changed days afterwards (`rollup_changed`).
+        progress: show a progress bar over files (default: only on a terminal).
+    Raises BadArgumentError when a path does not exist or is not a late report.
+    """
+    from tqdm import tqdm
+
+    if files_per_batch < 1:
+        raise BadArgumentError(f"files per batch is {files_per_batch}; it must be at least 1")
+    result = BackfillResult()
+    paths_found = find_report_files(paths)
+    result.files_found = len(paths_found)
+    inspected: list[ReportFile] = []
+    for path in paths_found:
+        try:
+            inspected.append(inspect_file(path))
+        except OSError as exc:
+            result.unreadable.append(f"{path}: {exc.strerror or exc}")
+    loaded = already_loaded(spark, lake, [f.sha256 for f in inspected])
+    new: dict[str, ReportFile] = {}
+    for f in inspected:
+        if f.sha256 in loaded or f.sha256 in new:
+            result.skipped.append(f.path)
+        else:
+            new[f.sha256] = f
+    show = None if progress is None else not progress  # None: tqdm decides (a terminal or not)
+    with tqdm(total=len(new), unit="file", desc="backfill", disable=show, leave=False) as bar:
+        for group in _chunks(list(new.values()), files_per_batch):
+            run_id = group_run_id(f.sha256 for f in group)
+            source = str(group[0].path) + (f" and {len(group) - 1} more" if len(group) > 1
+                                           else "")
+            ctx = WriteContext.now(run_id=run_id, batch_id=0, kind="backfill", source=source)
+            names = source_names(spark, group)
+            raw = read_reports(spark, group, names)
+            batch = write_batch(spark, lake, raw, ctx, contract)
+            record_batch(spark, lake, batch, ctx, contract)
+            record_loaded(spark, lake, group, run_id, _records_per_file(raw, names))
+            result.batches.append(batch)
+            result.files_loaded += len(group)
+            if on_batch is not None:
+                on_batch(batch)
+            bar.update(len(group))
+    if rollup and result.batches:
+        result.rollup = rollup_changed(spark, lake, contract=contract)
+    return result

@@ -1,0 +1,351 @@
+"""Daily rollups: per device and UTC day, and per site and local calendar day.
+
+Gold is a function of one silver version. A run pins the current silver version, recomputes
+the days it was given from silver *as of that version*, and replaces exactly those days in
+gold (Delta `replaceWhere` on the partition column), so a day whose readings all went away
+loses its gold rows too. Each gold row records the silver version and the run.
+
+Which days: `rollup_range` takes a UTC date range; `rollup_changed` reads silver's change data
+feed since the last `changed` run (the cursor, kept in `_gridlake/rollups`) and recomputes
+only the UTC days whose readings changed. Site rollups follow: every local day that overlaps
+a recomputed UTC day, in any site's zone, is recomputed from all of its readings.
+
+Example:
+    >>> result = rollup_changed(spark, lake)                                 # doctest: +SKIP
+    >>> print(result.line())                                                 # doctest: +SKIP
+    rollups: 2 UTC days (2026-11-01..2026-11-02), 3 local days; silver v14 -> gold v6, v6
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from batch.delta_io import (
+    commit_version,
+    conform,
+    read_at,
+    replace_dates,
+)
+from gridlake.errors import BadArgumentError
+from gridlake.lake import Lake, table_version
+from gridlake.retry import guarded_write
+from shared_schemas import CURRENT, Contract
+from shared_schemas.tables import (
+    gold_daily_device_rollups,
+    gold_daily_site_rollups,
+    reference_sites,
+    rollup_log,
+    silver_readings,
+    site_energy_columns,
+)
+
+CHANGED = "changed"
+
+
+@dataclass
+class RollupResult:
+    """What one rollup run recomputed, from which silver version, into which gold versions."""
+
+    run_id: str
+    mode: str
+    silver_version: int
+    changes_from_version: int | None = None
+    days: list[dt.date] = field(default_factory=list)
+    local_days: list[dt.date] = field(default_factory=list)
+    # Days another run had already computed from a newer silver version (left as they are).
+    skipped_newer: list[dt.date] = field(default_factory=list)
+    device_rollups_version: int | None = None
+    site_rollups_version: int | None = None
+
+    def line(self) -> str:
+        if not self.days:
+            return f"rollups: no day changed (silver v{self.silver_version})"
+        versions = ", ".join(f"{name} v{v}" for name, v in (
+            ("daily_device_rollups", self.device_rollups_version),
+            ("daily_site_rollups", self.site_rollups_version)) if v is not None)
+        skipped = (f"; {len(self.skipped_newer)} already newer, left alone"
+                   if self.skipped_newer else "")
+        return (f"rollups: {len(self.days)} UTC day(s) ({_span(self.days)}), "
+                f"{len(self.local_days)} site-local day(s) recomputed from silver "
+                f"v{self.silver_version}{skipped}; gold {versions or 'unchanged'}")
+
+
+def _span(days: list[dt.date]) -> str:
+    first, last = min(days), max(days)
+    return f"{first}" if first == last else f"{first}..{last}"
+
+
+# -- pure: dates ------------------------------------------------------------------------------
+
+def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every date from `start` to `end`, both included; an empty range is an error."""
+    if start > end:
+        raise BadArgumentError(
+            f"the date range {start}..{end} is empty: --from {start} is after --to {end}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def local_days_overlapping(utc_days: Iterable[dt.date], timezones: Iterable[str]
+                           ) -> list[dt.date]:
+    """Local calendar days, in any of `timezones`, that share an instant with a UTC day."""
+    zones = [ZoneInfo(name) for name in set(timezones)]
+    days: set[dt.date] = set()
+    for day in set(utc_days):
+        first = dt.datetime.combine(day, dt.time(), dt.UTC)
+        last = first + dt.timedelta(days=1, microseconds=-1)
+        for zone in zones:
+            # An offset is under 24 hours, so the two ends name every local day in between.
+            days.update((first.astimezone(zone).date(), last.astimezone(zone).date()))
+    return sorted(days)
+
+
+def utc_dates_of(local_days: Iterable[dt.date]) -> list[dt.date]:
+    """The UTC dates that readings of these local days can fall on (offsets are < 24 h)."""
+    return sorted({d + dt.timedelta(days=k) for d in local_days for k in (-1, 0, 1)})
+
+
+# -- pure: transforms -------------------------------------------------------------------------
+
+def daily_device_rollups() -> Callable[[DataFrame], DataFrame]:
+    """Silver readings → one row per device and UTC day (`event_date`), per DESIGN.md.
+
+    site_id and device_type are those of the device's latest reading that day.
+    """
+
+    def transform(readings: DataFrame) -> DataFrame:
+        return readings.groupBy("device_id", F.col("event_date").alias("day")).agg(
+            F.max_by("site_id", "ts").alias("site_id"),
+            F.max_by("device_type", "ts").alias("device_type"),
+            F.count(F.lit(1)).alias("samples"),
+            F.sum("energy_import_wh").alias("energy_import_wh"),
+            F.sum("energy_export_wh").alias("energy_export_wh"),
+            F.min("power_w").alias("min_power_w"),
+            F.max("power_w").alias("max_power_w"),
+            F.avg("power_w").alias("avg_power_w"),
+            F.min("soc_pct").alias("min_soc_pct"),
+            F.max("soc_pct").alias("max_soc_pct"),
+        )
+
+    return transform
+
+
+def with_local_day(ts: str = "ts", timezone: str = "timezone"
+                   ) -> Callable[[DataFrame], DataFrame]:
+    """Add `local_day`: the calendar date of `ts` on the wall clock of `timezone`."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        return df.withColumn("local_day",
+                             F.to_date(F.from_utc_timestamp(F.col(ts), F.col(timezone))))
+
+    return transform
+
+
+def local_day_hours(day: str = "local_day", timezone: str = "timezone") -> F.Column:
+    """How long a local day is, in hours: 24, or 23/25 on a daylight-saving change."""
+
+    def utc_midnight(date_col):
+        return F.unix_seconds(F.to_utc_timestamp(date_col.cast("timestamp"), F.col(timezone)))
+
+    return ((utc_midnight(F.date_add(F.col(day), 1)) - utc_midnight(F.col(day))) / 3600.0)
+
+
+def daily_site_rollups(contract: Contract = CURRENT) -> Callable[[DataFrame], DataFrame]:
+    """Readings with `timezone` and `local_day` → one row per site and local day.
+
+    Energy is summed over the site's devices, in total and per device type (null when the
+    site has no device of that type reporting that day).
+    """
+    per_type = site_energy_columns(contract)
+
+    def transform(readings: DataFrame) -> DataFrame:
+        is_type = {t: F.col("device_type") == F.lit(t) for t, _, _ in per_type}
+        return (readings
+                .groupBy("site_id", "local_day", "timezone")
+                .agg(F.count_distinct("device_id").alias("devices"),
+                     F.count(F.lit(1)).alias("samples"),
+                     F.sum("energy_import_wh").alias("energy_import_wh"),
+                     F.sum("energy_export_wh").alias("energy_export_wh"),
+                     *[F.sum(F.when(is_type[t], F.col(src))).alias(name)
+                       for t, imp, exp in per_type
+                       for name, src in ((imp, "energy_import_wh"), (exp, "energy_export_wh"))])
+                .withColumn("local_day_hours", local_day_hours()))
+
+    return transform
+
+
+def stamped(silver_version: int, run_id: str, computed_at: dt.datetime
+            ) -> Callable[[DataFrame], DataFrame]:
+    """Add the lineage columns every gold row carries."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        return (df.withColumn("silver_version", F.lit(silver_version).cast("long"))
+                .withColumn("run_id", F.lit(run_id))
+                .withColumn("computed_at", F.lit(computed_at).cast("timestamp")))
+
+    return transform
+
+
+# -- edges ------------------------------------------------------------------------------------
+
+def silver_version(spark, lake: Lake, contract: Contract = CURRENT) -> int:
+    return table_version(spark, lake.path(silver_readings(contract)))
+
+
+def rollup_cursor(spark, lake: Lake) -> int | None:
+    """The last silver version a `changed` run rolled up (None before the first)."""
+    row = (spark.read.format("delta").load(lake.path(rollup_log()))
+           .where(F.col("mode") == F.lit(CHANGED))
+           .agg(F.max("silver_version")).first())
+    return None if row is None else row[0]
+
+
+def changed_days(spark, lake: Lake, first_version: int, last_version: int,
+                 contract: Contract = CURRENT) -> list[dt.date]:
+    """UTC days with a silver row inserted, updated or deleted in versions first..last."""
+    if first_version > last_version:
+        return []
+    changes = (spark.read.format("delta")
+               .option("readChangeFeed", "true")
+               .option("startingVersion", first_version)
+               .option("endingVersion", last_version)
+               .load(lake.path(silver_readings(contract))))
+    return sorted(r[0] for r in changes.select("event_date").distinct().collect())
+
+
+def _site_zones(spark, lake: Lake) -> DataFrame:
+    return spark.read.format("delta").load(lake.path(reference_sites())).select(
+        "site_id", "timezone")
+
+
+def _not_newer(spark, path: str, column: str, days: list[dt.date], version: int
+               ) -> list[dt.date]:
+    """The days whose gold rows were not computed from a silver version newer than ours."""
+    newer = {r[0] for r in (spark.read.format("delta").load(path)
+                            .where(F.col(column).isin(*days))
+                            .groupBy(column).agg(F.max("silver_version").alias("v"))
+                            .where(F.col("v") > F.lit(version)).select(column).collect())}
+    return [d for d in days if d not in newer]
+
+
+def _replace_days(spark, path: str, column: str, days: list[dt.date], version: int,
+                  run_id: str, build: Callable[[list[dt.date]], DataFrame]
+                  ) -> tuple[list[dt.date], list[dt.date]]:
+    """Replace `days` of a gold table with `build(days)`; returns (written, skipped)."""
+
+    def write() -> tuple[list[dt.date], list[dt.date]]:
+        todo = _not_newer(spark, path, column, days, version)
+        if todo:
+            replace_dates(build(todo), path, column, todo, run_id)
+        return todo, [d for d in days if d not in todo]
+
+    return guarded_write(write, f"{path.rsplit('/', 1)[-1]} of {run_id}")
+
+
+def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = None,
+              mode: str = "range", version: int | None = None,
+              changes_from_version: int | None = None,
+              contract: Contract = CURRENT) -> RollupResult:
+    """Recompute the device rollups of `days` and the site rollups of the local days they touch.
+
+    Parameters:
+        days: UTC dates to recompute (gold rows of a date with no silver reading are removed).
+        run_id: recorded in every gold row and in the rollup log (default: a new one).
+        mode: `range`, `changed` (advances the change-feed cursor) or the calling job's name.
+        version: the silver version to read (default: the latest).
+    """
+    run_id = run_id or f"rollup-{uuid.uuid4().hex[:12]}"
+    started = dt.datetime.now(dt.UTC)
+    version = silver_version(spark, lake, contract) if version is None else version
+    silver = read_at(spark, lake.path(silver_readings(contract)), version)
+    days = sorted(set(days))
+    result = RollupResult(run_id, mode, version, changes_from_version, days=days)
+    if days:
+        device_spec = gold_daily_device_rollups()
+
+        def device_rows(todo: list[dt.date]) -> DataFrame:
+            return (silver.where(F.col("event_date").isin(*todo))
+                    .transform(daily_device_rollups())
+                    .transform(stamped(version, run_id, started))
+                    .transform(conform(device_spec)))
+
+        path = lake.path(device_spec)
+        written, result.skipped_newer = _replace_days(spark, path, "day", days, version, run_id,
+                                                      device_rows)
+        if written:
+            result.device_rollups_version = commit_version(spark, path, run_id)
+
+    sites = _site_zones(spark, lake)
+    if days:
+        zones = [r[0] for r in sites.select("timezone").distinct().collect()]
+        result.local_days = local_days_overlapping(days, zones)
+    if result.local_days:
+        site_spec = gold_daily_site_rollups(contract)
+
+        def site_rows(todo: list[dt.date]) -> DataFrame:
+            return (silver.where(F.col("event_date").isin(*utc_dates_of(todo)))
+                    .join(F.broadcast(sites), "site_id")
+                    .transform(with_local_day())
+                    .where(F.col("local_day").isin(*todo))
+                    .transform(daily_site_rollups(contract))
+                    .transform(stamped(version, run_id, started))
+                    .transform(conform(site_spec)))
+
+        path = lake.path(site_spec)
+        written, _ = _replace_days(spark, path, "local_day", result.local_days, version, run_id,
+                                   site_rows)
+        if written:
+            result.site_rollups_version = commit_version(spark, path, run_id)
+    _log_run(spark, lake, result, started)
+    return result
+
+
+def _log_run(spark, lake: Lake, result: RollupResult, started: dt.datetime) -> None:
+    spec = rollup_log()
+    row = {
+        "run_id": result.run_id, "mode": result.mode,
+        "changes_from_version": result.changes_from_version,
+        "silver_version": result.silver_version, "days": result.days,
+        "local_days": result.local_days,
+        "device_rollups_version": result.device_rollups_version,
+        "site_rollups_version": result.site_rollups_version,
+        "started_at": started, "finished_at": dt.datetime.now(dt.UTC),
+    }
+    frame = spark.createDataFrame([row], spec.schema)
+    guarded_write(lambda: frame.write.format("delta").mode("append").save(lake.path(spec)),
+                  f"rollup log of {result.run_id}")
+
+
+def rollup_range(spark, lake: Lake, start: dt.date, end: dt.date,
+                 contract: Contract = CURRENT) -> RollupResult:
+    """Recompute every UTC day from `start` to `end` (both included).
+
+    Example:
+        >>> rollup_range(spark, lake, dt.date(2026, 11, 1), dt.date(2026, 11, 3))  # doctest: +SKIP
+    """
+    return recompute(spark, lake, day_range(start, end), contract=contract)
+
+
+def rollup_changed(spark, lake: Lake, run_id: str | None = None,
+                   contract: Contract = CURRENT) -> RollupResult:
+    """Recompute only the UTC days whose silver readings changed since the last such run.
+
+    Example:
+        >>> rollup_changed(spark, lake).days                                # doctest: +SKIP
+        [datetime.date(2026, 11, 2)]
+    """
+    run_id = run_id or f"rollup-{uuid.uuid4().hex[:12]}"
+    version = silver_version(spark, lake, contract)
+    cursor = rollup_cursor(spark, lake)
+    first = 0 if cursor is None else cursor + 1
+    if cursor is not None and cursor >= version:  # nothing committed to silver since
+        return RollupResult(run_id, CHANGED, version, first)
+    days = changed_days(spark, lake, first, version, contract)
+    return recompute(spark, lake, days, run_id=run_id, mode=CHANGED, version=version,
+                     changes_from_version=first, contract=contract)

@@ -1,0 +1,137 @@
+"""Backfill of late reports: every file format, the upsert rule, idempotency, changed days only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+
+from batch.late_reports import json_batch_elements
+from tests import oracle
+from tests.batch import expected as X
+from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
+
+SITES = {"S1": "Europe/Berlin", "S2": "America/New_York"}
+
+
+def write_reports(folder):
+    """Five files around the 2026 DST ends (Berlin 10-25, New York 11-01), with every anomaly."""
+    folder.mkdir()
+    d1 = X.hourly("D1", "S1", "battery", "2026-10-24T00:00:00+00:00", 72, seq0=10, soc=True)
+    d2 = X.hourly("D2", "S1", "solar", "2026-10-24T00:00:00+00:00", 72, seq0=500)
+    d3 = X.hourly("D3", "S2", "meter", "2026-10-31T00:00:00+00:00", 72, seq0=7)
+    bad_power = X.event("D1", "S1", "battery", "2026-10-26T12:30:00Z", 1, 2e6, soc=50.0)
+    (folder / "a.jsonl").write_bytes(
+        b"\n".join([*map(X.dumps, d1[:40]), b"not json at all", b"", X.dumps(bad_power),
+                    *map(X.dumps, d1[40:])]) + b"\n")
+    (folder / "b.jsonl.gz").write_bytes(gzip.compress(b"\n".join(map(X.dumps, d2)) + b"\n"))
+    (folder / "c.json").write_bytes(b"[\n" + b",\n".join(map(X.dumps, d3)) + b"\n]\n")
+    (folder / "d.json").write_bytes(b'{"specversion": "1.0", "id": ')
+    correction = X.event("D1", "S1", "battery", d1[29]["time"], 1000, -321.5, soc=12.0)
+    stale = X.event("D1", "S1", "battery", d1[30]["time"], 0, 999.0, soc=99.0)
+    conflict_wins = {**json.loads(X.dumps(d2[10])), "id": "zzz-wins"}
+    conflict_wins["data"]["power_w"] = -4321.0
+    conflict_loses = {**json.loads(X.dumps(d2[11])), "id": "0-loses"}
+    conflict_loses["data"]["power_w"] = 1.0
+    (folder / "e:x.jsonl").write_bytes(b"\n".join([  # a name Hadoop cannot open
+        X.dumps(d1[5]),  # a byte-identical duplicate
+        X.dumps(conflict_wins), X.dumps(stale), X.dumps(correction), X.dumps(conflict_loses),
+        '{"specversion":"1.0","status":"Störung"}'.encode("latin-1"),
+    ]) + b"\n")
+    return sorted(folder.iterdir())
+
+
+def gold_devices(spark, lake):
+    return rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day")
+
+
+def gold_sites(spark, lake):
+    return rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day")
+
+
+def check_gold(spark, lake, truth):
+    X.same(gold_devices(spark, lake), X.device_rollups(truth), "daily device rollups")
+    X.same(gold_sites(spark, lake), X.site_rollups(truth, SITES), "daily site rollups")
+
+
+def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
+        spark, lake, cli, tmp_path):
+    files = write_reports(tmp_path / "late")
+    sites = tmp_path / "sites.csv"
+    sites.write_text("site_id,timezone,latitude,longitude\n"
+                     "S1,Europe/Berlin,52.5,13.4\nS2,America/New_York,40.7,-74.0\n")
+    records = list(oracle.read_records(files))
+    truth, invalid = oracle.silver_truth(records, X.now())
+
+    status, out, err = cli("backfill", "--lake", lake.root, "--sites", sites, tmp_path / "late")
+    assert (status, err) == (0, "")
+    assert "5 found, 5 loaded" in out
+    assert (f"{len(records)} read, {len(truth)} upserted, "
+            f"{len(records) - len(invalid) - len(truth)} duplicate/stale, "
+            f"{len(invalid)} quarantined") in out
+    assert silver_winners(spark, lake) == winners(truth)
+    check_gold(spark, lake, truth)
+    site_days = gold_sites(spark, lake)
+    assert site_days[("S1", dt.date(2026, 10, 25))]["local_day_hours"] == 25.0
+    assert site_days[("S1", dt.date(2026, 10, 25))]["samples"] == 2 * 25
+    assert site_days[("S2", dt.date(2026, 11, 1))]["samples"] == 25
+    # A CloudEvents batch: one record per element, numbered from 1; a non-array: one record.
+    lines = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"])
+             for r in table(spark, lake, "bronze/telemetry").collect()}
+    assert {("c.json", 1), ("c.json", 72), ("d.json", None)} <= lines
+    loaded = rows_by(spark, lake, "_gridlake/loaded_files", "path")
+    assert {p.rsplit("/", 1)[-1]: r["records"] for (p,), r in loaded.items()} == {
+        "a.jsonl": 74, "b.jsonl.gz": 72, "c.json": 72, "d.json": 1, "e:x.jsonl": 6}
+
+    silver_before = versions(spark, lake, "silver/readings")
+    gold_before = gold_devices(spark, lake)
+    status, out, _ = cli("backfill", "--lake", lake.root, *files)
+    assert status == 0 and "0 loaded, 5 already loaded (skipped)" in out
+    assert versions(spark, lake, "silver/readings") == silver_before
+
+    fix = X.event("D3", "S2", "meter", "2026-11-01T12:00:00Z", 5000, 777.5)
+    (tmp_path / "fix.jsonl").write_bytes(X.dumps(fix) + b"\n")
+    status, out, _ = cli("backfill", "--lake", lake.root, tmp_path / "fix.jsonl")
+    assert status == 0 and "1 UTC day(s) (2026-11-01)" in out
+    truth, _ = oracle.silver_truth([*records, *oracle.read_records([tmp_path / "fix.jsonl"])],
+                                   X.now())
+    assert silver_winners(spark, lake) == winners(truth)
+    check_gold(spark, lake, truth)
+    after = gold_devices(spark, lake)
+    rewritten = {key for key in after if after[key]["run_id"] != gold_before[key]["run_id"]}
+    assert rewritten == {("D3", dt.date(2026, 11, 1))}
+    # Local days that overlap UTC 2026-11-01 in some site's zone (Berlin's reach 11-02).
+    site_runs = {key for key, r in gold_sites(spark, lake).items()
+                 if r["run_id"] == after[("D3", dt.date(2026, 11, 1))]["run_id"]}
+    assert site_runs == {("S2", dt.date(2026, 10, 31) + dt.timedelta(days=i)) for i in range(3)}
+
+    gold_version = versions(spark, lake, "gold/daily_device_rollups")
+    status, out, _ = cli("rollup", "--lake", lake.root, "--changed")
+    assert status == 0 and "no day changed" in out
+    assert versions(spark, lake, "gold/daily_device_rollups") == gold_version
+
+
+def test_a_json_batch_splits_into_the_exact_bytes_of_each_element():
+    content = (b'[\n  {"id": "a", "data": {"s": "],[", "n": [1, 2]}},\n'
+               b'  {"id":"b"} , 7\n]\n')
+    assert json_batch_elements(content) == [
+        b'{"id": "a", "data": {"s": "],[", "n": [1, 2]}}', b'{"id":"b"}', b"7"]
+    assert json_batch_elements(b" [ ] ") == []
+    for not_an_array in (b'{"id": "a"}', b'[{"id": "a"}', b'[{"id": "a"},]', b"[1] [2]",
+                         b"\xff[]", b""):
+        assert json_batch_elements(not_an_array) is None, not_an_array
+
+
+def test_bad_arguments_exit_1_with_one_sentence(cli, tmp_path):
+    for argv in (("backfill", "--lake", tmp_path / "lake", tmp_path / "nowhere"),
+                 ("rollup", "--lake", tmp_path / "lake", "--from", "2026-11-02",
+                  "--to", "2026-11-01"),
+                 ("rollup", "--lake", tmp_path / "lake"),
+                 ("reprocess", "--lake", tmp_path / "lake", "--from", "2026-11-02",
+                  "--to", "2026-11-01")):
+        status, out, err = cli(*argv)
+        assert (status, out) == (1, ""), argv
+        assert err.count("\n") == 1 and err.startswith(f"gridlake {argv[0]}: "), err
+    assert "nowhere' does not exist" in cli(
+        "backfill", "--lake", tmp_path / "lake", tmp_path / "nowhere")[2]
+    assert not (tmp_path / "lake").exists()

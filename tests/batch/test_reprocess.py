@@ -1,0 +1,93 @@
+"""Reprocess: a rule change moves records between silver and quarantine, and rollups follow."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+from pyspark.sql import functions as F
+
+from batch.late_reports import backfill
+from batch.reprocess import reprocess
+from shared_schemas import CURRENT
+from tests import oracle
+from tests.batch import expected as X
+from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
+
+A, B = dt.date(2026, 11, 10), dt.date(2026, 11, 11)
+
+
+def with_power_max(maximum: float):
+    fields = tuple(dataclasses.replace(f, maximum=maximum) if f.name == "power_w" else f
+                   for f in CURRENT.fields)
+    return dataclasses.replace(CURRENT, fields=fields)
+
+
+def expected_truth(records, power_max):
+    """The oracle's truth once readings on A..B above `power_max` count as invalid too."""
+
+    def breaks(record) -> bool:
+        try:
+            data = json.loads(record.payload)["data"]
+        except (ValueError, TypeError, KeyError):
+            return False
+        return data["ts"][:10] in (str(A), str(B)) and data["power_w"] > power_max
+
+    return oracle.silver_truth([r for r in records if not breaks(r)], X.now())[0]
+
+
+def quarantine_by_line(spark, lake):
+    out: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+    for r in table(spark, lake, "quarantine/telemetry").collect():
+        out.setdefault(r["source_line"], []).append((r["status"], tuple(sorted(r["reason_codes"]))))
+    return {line: sorted(entries) for line, entries in out.items()}
+
+
+def check(spark, lake, truth):
+    assert silver_winners(spark, lake) == winners(truth)
+    X.same(rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day"),
+           X.device_rollups(truth), "daily device rollups")
+
+
+def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
+        spark, lake, cli, tmp_path):
+    records = [
+        X.event("D1", "S1", "meter", "2026-11-10T00:00:00Z", 1, 500.0),
+        X.event("D1", "S1", "meter", "2026-11-10T06:00:00Z", 2, 1500.0),           # line 2
+        X.event("D1", "S1", "meter", "2026-11-10T12:00:00Z", 3, 800.0),
+        X.event("D1", "S1", "meter", "2026-11-10T18:00:00Z", 4, 2e6, hours=0.25),  # line 4
+        X.event("D1", "S1", "meter", "2026-11-11T06:00:00Z", 5, 1500.0, soc=150),  # line 5
+        X.event("D2", "S1", "solar", "2026-11-10T12:00:00Z", 1, 100.0),
+        X.event("D2", "S1", "solar", "2026-11-11T12:00:00Z", 2, 2000.0),           # line 7
+        X.event("D1", "S1", "meter", "2026-11-12T06:00:00Z", 6, 5000.0),
+    ]
+    report = tmp_path / "r.jsonl"
+    report.write_bytes(b"\n".join([*map(X.dumps, records), b"{not json"]) + b"\n")
+    lines = list(oracle.read_records([report]))
+    backfill(spark, lake, [report])
+    check(spark, lake, expected_truth(lines, 1e6))
+    before = versions(spark, lake, "silver/readings")
+
+    strict = reprocess(spark, lake, A, B, contract=with_power_max(1000))
+    check(spark, lake, expected_truth(lines, 1000))
+    assert ("D2", B) not in rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day")
+    assert (strict.records, strict.valid, strict.quarantine_added,
+            strict.quarantine_superseded) == (7, 3, 3, 1)
+    assert any(line.startswith("versions written: silver/readings v") for line in strict.lines())
+    old = table(spark, lake, "silver/readings", version=before)
+    assert old.where(F.col("power_w") == 1500).count() == 1  # time travel: the old silver
+
+    # The rule is reverted: reprocessing with the current contract moves the records back.
+    status, out, _ = cli("reprocess", "--lake", lake.root, "--from", A, "--to", B)
+    assert status == 0 and "2 marked reprocessed, 1 superseded" in out
+    assert "versions written: silver/readings v" in out
+    check(spark, lake, expected_truth(lines, 1e6))
+    power, soc = "power_w.range", "soc_pct.range"
+    assert quarantine_by_line(spark, lake) == {
+        2: [("reprocessed", (power,))],
+        4: [("quarantined", (power,))],
+        5: [("quarantined", (soc,)), ("superseded", (power, soc)), ("superseded", (soc,))],
+        7: [("reprocessed", (power,))],
+        9: [("quarantined", ("payload.json",))],
+    }
