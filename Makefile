@@ -42,3 +42,17 @@ chaos: setup
 
 clean:
 	rm -rf $(VENV) $(JVM) lake demo
+
+# Dagster UI: webserver + daemon on 127.0.0.1:$(DAGSTER_PORT), instance state in .dagster_home/
+# (git-ignored), against $(GRIDLAKE_LAKE) (default: the demo lake). Ctrl-C stops both.
+.PHONY: ui
+DAGSTER_PORT ?= 3000
+GRIDLAKE_LAKE ?= demo/lake
+ui: setup
+	@mkdir -p .dagster_home
+	@test -f .dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > .dagster_home/dagster.yaml
+	@test -d "$(GRIDLAKE_LAKE)" || echo "make ui: no lake at $(GRIDLAKE_LAKE) yet: run \`make demo\` or set GRIDLAKE_LAKE=DIR"
+	DAGSTER_HOME=$(abspath .dagster_home) $(BIN)/dagster instance migrate >/dev/null
+	DAGSTER_HOME=$(abspath .dagster_home) GRIDLAKE_LAKE=$(abspath $(GRIDLAKE_LAKE)) sh -c '\
+	  $(BIN)/dagster-daemon run & daemon=$$!; trap "kill $$daemon 2>/dev/null" EXIT INT TERM; \
+	  $(BIN)/dagster-webserver -h 127.0.0.1 -p $(DAGSTER_PORT)'

@@ -1,0 +1,117 @@
+"""What the lake holds, read without Spark: for schedulers and sensors that poll it often.
+
+Dagster evaluates sensors in a code-server process that its daemon replaces every minute, with
+a 60-second limit per evaluation; starting a Spark driver there would mean a new JVM each
+minute. These reads use delta-rs (`deltalake`) instead, touching only Delta logs, file
+statistics and one small column: table versions and row counts, the newest rows of the batch
+log, and the UTC days silver's change data feed says changed (the same question
+`batch.rollups.changed_days` answers with Spark for `gridlake rollup --changed`; the tests
+check that both agree).
+
+Lake roots are local folders or object-store URLs (`s3a://` is read as `s3://`, credentials
+from the usual AWS environment variables).
+
+Example:
+    >>> changed_days("/data/lake", first_version=12, last_version=15)      # doctest: +SKIP
+    [datetime.date(2026, 11, 2), datetime.date(2026, 11, 3)]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from shared_schemas.tables import TableSpec, batch_log, silver_readings
+
+
+@dataclass(frozen=True)
+class LastBatch:
+    """A row of the batch log (`_gridlake/batches`): one micro-batch or load."""
+
+    run_id: str
+    batch_id: int
+    kind: str
+    finished_at: dt.datetime
+    records_read: int
+    silver_version: int | None
+
+
+def _uri(root: str, spec: TableSpec | str) -> str:
+    relative = spec if isinstance(spec, str) else spec.path
+    root = "s3://" + root[len("s3a://"):] if root.startswith("s3a://") else root
+    return f"{root.rstrip('/')}/{relative}"
+
+
+def _table(root: str, spec: TableSpec | str, version: int | None = None):
+    from deltalake import DeltaTable
+
+    uri = _uri(root, spec)
+    if not DeltaTable.is_deltatable(uri):
+        return None
+    return DeltaTable(uri, version=version)
+
+
+def table_version(root: str, spec: TableSpec) -> int | None:
+    """The table's latest Delta version; None when it does not exist yet."""
+    table = _table(root, spec)
+    return None if table is None else table.version()
+
+
+def table_rows(root: str, spec: TableSpec, version: int | None = None) -> int:
+    """Rows in the table (at `version`), from the file statistics in its Delta log."""
+    import pyarrow as pa
+
+    table = _table(root, spec, version)
+    if table is None:
+        return 0
+    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
+    if any(c is None for c in counts):  # a file written without statistics: count it
+        return table.count()
+    return int(sum(counts))
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def last_batches(root: str, kind: str = "stream") -> tuple[LastBatch | None, LastBatch | None]:
+    """(the newest batch-log row of `kind`, the newest row of any kind)."""
+    import pyarrow as pa
+
+    table = _table(root, batch_log())
+    if table is None:
+        return None, None
+    columns = ["run_id", "batch_id", "kind", "finished_at", "records_read", "silver_version"]
+    rows = pa.table(table.to_pyarrow_table(columns=columns)).to_pylist()
+    if not rows:
+        return None, None
+
+    def newest(candidates: list[dict]) -> LastBatch | None:
+        if not candidates:
+            return None
+        row = max(candidates, key=lambda r: (_as_utc(r["finished_at"]), r["batch_id"]))
+        return LastBatch(row["run_id"], row["batch_id"], row["kind"],
+                         _as_utc(row["finished_at"]), row["records_read"],
+                         row["silver_version"])
+
+    return newest([r for r in rows if r["kind"] == kind]), newest(rows)
+
+
+def silver_version(root: str) -> int | None:
+    return table_version(root, silver_readings())
+
+
+def changed_days(root: str, first_version: int, last_version: int) -> list[dt.date]:
+    """UTC days (`event_date`) with a silver row inserted, updated or deleted in versions
+    first..last (both included), from silver's change data feed."""
+    import pyarrow as pa
+
+    if first_version > last_version:
+        return []
+    table = _table(root, silver_readings())
+    if table is None:
+        return []
+    reader = table.load_cdf(starting_version=first_version, ending_version=last_version,
+                            columns=["event_date"])
+    days = pa.table(pa.RecordBatchReader.from_stream(reader)).column("event_date")
+    return sorted(d for d in days.unique().to_pylist() if d is not None)

@@ -1,0 +1,1 @@
+"""Daily device and site rollups: partitioned assets, their schedule, change sensor and checks."""

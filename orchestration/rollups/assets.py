@@ -1,0 +1,142 @@
+"""daily_device_rollups and daily_site_rollups: one partitioned asset pair, one Spark job per run.
+
+Both tables are written by one call of the batch half, `batch.rollups.recompute(days)` (the
+same function `gridlake rollup` calls), so they are one multi-asset that cannot be split.
+Partitions are UTC days. With a single-run backfill policy a backfill of 90 days is one run
+that recomputes the 90 days in one Spark job, not 90 runs. Partition `D` of
+`daily_site_rollups` means "the site-local days overlapping UTC day D were recomputed" (the
+batch half recomputes every local day, in any site's zone, that overlaps a recomputed UTC day).
+
+The rows the run wrote are checked in the same run (see `orchestration.rollups.checks`).
+"""
+
+import datetime as dt
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    AssetSelection,
+    AssetSpec,
+    BackfillPolicy,
+    DailyPartitionsDefinition,
+    MaterializeResult,
+    TimeWindow,
+    define_asset_job,
+    multi_asset,
+)
+
+from orchestration.resources import LakeResource, SparkResource
+from orchestration.rollups.checks import (
+    DEVICE_ROLLUPS,
+    SITE_ROLLUPS,
+    TableCheck,
+    checks_by_table,
+)
+from orchestration.settings import ROLLUPS_GROUP
+from orchestration.stream.assets import SILVER
+
+ROLLUPS_ASSET = "daily_rollups"
+ROLLUPS_JOB = "daily_rollups_job"
+# The rollup log's `mode` for runs Dagster started (the CLI writes `range` or `changed`).
+DAGSTER_MODE = "dagster"
+
+
+def rollup_partitions(start_date: str) -> DailyPartitionsDefinition:
+    """UTC days from `start_date` up to yesterday (today's rollup is made after midnight)."""
+    return DailyPartitionsDefinition(start_date=start_date, timezone="UTC")
+
+
+def partition_days(window: TimeWindow) -> list[dt.date]:
+    """The UTC dates of a partition time window (its end is exclusive)."""
+    first, end = window.start.date(), window.end.date()
+    return [first + dt.timedelta(days=i) for i in range((end - first).days)]
+
+
+def _span(days: list[dt.date]) -> str:
+    if not days:
+        return "-"
+    return f"{days[0]}" if days[0] == days[-1] else f"{days[0]}..{days[-1]}"
+
+
+def column_in(column: str, days: list[dt.date]):
+    from pyspark.sql import functions as F
+
+    return F.col(column).isin(*days) if days else F.lit(False)
+
+
+def _check_results(asset: str, checks: tuple[TableCheck, ...], rows) -> list[AssetCheckResult]:
+    results = []
+    for table_check in checks:
+        outcome = table_check.evaluate(rows)
+        results.append(AssetCheckResult(asset_key=asset, check_name=table_check.name,
+                                        passed=outcome.passed, metadata=outcome.metadata,
+                                        severity=AssetCheckSeverity.ERROR))
+    return results
+
+
+def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefinition:
+    """The multi-asset writing both gold rollup tables for the run's partition range."""
+    checks = checks_by_table()
+    descriptions = {
+        DEVICE_ROLLUPS: "gold/daily_device_rollups: one row per device and UTC day.",
+        SITE_ROLLUPS: "gold/daily_site_rollups: one row per site and local calendar day; "
+                      "partition D recomputes the local days overlapping UTC day D.",
+    }
+    specs = [AssetSpec(name, deps=[SILVER], group_name=ROLLUPS_GROUP, kinds={"spark", "delta"},
+                       description=descriptions[name],
+                       metadata={"table_path": f"gold/{name}"})
+             for name in (DEVICE_ROLLUPS, SITE_ROLLUPS)]
+    check_specs = [AssetCheckSpec(c.name, asset=name, description=c.description, blocking=True)
+                   for name, table_checks in checks.items() for c in table_checks]
+
+    @multi_asset(name=ROLLUPS_ASSET, specs=specs, check_specs=check_specs,
+                 partitions_def=partitions_def, backfill_policy=BackfillPolicy.single_run(),
+                 can_subset=False)
+    def daily_rollups(context: AssetExecutionContext, spark: SparkResource,
+                      lake: LakeResource):
+        from batch.delta_io import read_at
+        from batch.rollups import recompute
+        from gridlake.lake import ensure_tables
+        from shared_schemas.tables import gold_daily_device_rollups, gold_daily_site_rollups
+
+        days = partition_days(context.partition_time_window)
+        session = spark.session()
+        the_lake = lake.open(session)
+        ensure_tables(session, the_lake)
+        result = recompute(session, the_lake, days, run_id=f"dagster-{context.run_id}",
+                           mode=DAGSTER_MODE)
+        context.log.info(result.line())
+
+        tables = {DEVICE_ROLLUPS: (gold_daily_device_rollups(), "day", result.days,
+                                   result.device_rollups_version),
+                  SITE_ROLLUPS: (gold_daily_site_rollups(), "local_day", result.local_days,
+                                 result.site_rollups_version)}
+        for name, (spec, column, written, version) in tables.items():
+            rows = (read_at(session, the_lake.path(spec), version)
+                    .where(column_in(column, written)).cache())
+            try:
+                metadata = {"days": _span(written), "day_count": len(written),
+                            "rows_in_days": rows.count(),
+                            "silver_version": result.silver_version,
+                            "delta_version": version if version is not None else "unchanged",
+                            "gridlake_run_id": result.run_id}
+                if name == DEVICE_ROLLUPS and result.skipped_newer:
+                    metadata["left_alone_newer"] = _span(result.skipped_newer)
+                check_results = _check_results(name, checks[name], rows)
+            finally:
+                rows.unpersist()
+            yield MaterializeResult(asset_key=name, metadata=metadata, check_results=check_results)
+
+    return daily_rollups
+
+
+def daily_rollups_job(partitions_def: DailyPartitionsDefinition):
+    """The job the schedule and the change sensor launch: both rollup tables."""
+    return define_asset_job(ROLLUPS_JOB, selection=AssetSelection.assets(DEVICE_ROLLUPS,
+                                                                          SITE_ROLLUPS),
+                            partitions_def=partitions_def,
+                            description="Recompute the daily device and site rollups of the "
+                                        "run's partition range (one Spark job).")

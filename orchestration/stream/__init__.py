@@ -1,0 +1,1 @@
+"""The stream's tables (bronze, quarantine, silver): external assets, observed, and checked."""
