@@ -8,17 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from gridlake.commands._args import fraction
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+from gridlake.commands._args import fraction, positive_float
 
 
 def register(subparsers) -> None:
@@ -33,7 +23,7 @@ def register(subparsers) -> None:
                         help="the broker and topic")
     parser.add_argument("--binary-mode", type=fraction, default=0.0, metavar="FRACTION",
                         help="share of the events sent in CloudEvents binary mode (default 0)")
-    parser.add_argument("--rate", type=_rate, default=None, metavar="EVENTS_PER_S",
+    parser.add_argument("--rate", type=positive_float, default=None, metavar="EVENTS_PER_S",
                         help="at most this many records per second (default: as fast as possible)")
     parser.add_argument("--seed", type=int, default=None,
                         help="makes the choice of binary-mode events repeatable")
