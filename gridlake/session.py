@@ -59,6 +59,9 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
         conf.update({
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
+            # Delta rebuilds its snapshot with 50 tasks by default, 3 times a commit: on one
+            # machine that alone cost a quarter of a micro-batch (benchmarks/results/stream.md).
+            "spark.databricks.delta.snapshotPartitions": str(2 * (os.cpu_count() or 2)),
         })
     if testing:
         conf.update({
