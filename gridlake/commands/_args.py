@@ -23,24 +23,22 @@ def existing_path(text: str) -> Path:
     return path
 
 
-def positive_int(text: str) -> int:
+def _positive(text: str, parse, noun: str):
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _positive(text, int, "a whole number")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+    return _positive(text, float, "a number")
 
 
 def fraction(text: str) -> float:
