@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup jars test lint demo bench-stream chaos clean
+.PHONY: setup jars test lint demo bench-stream bench-batch chaos clean
 
 setup: $(VENV)/.installed jars
 
@@ -36,6 +36,9 @@ demo: setup
 
 bench-stream: setup
 	$(BIN)/python -m benchmarks.bench_stream
+
+bench-batch: setup
+	$(BIN)/python -m benchmarks.bench_batch
 
 chaos: setup
 	$(BIN)/python -m pytest -m slow tests/streaming -p no:cacheprovider

@@ -239,7 +239,7 @@ class StepRecorder:
             (query, "write_batch", lambda *a, **k: "write_batch"),
             (ingest, "write_batch", lambda *a, **k: "write_batch"),
             (ingest, "_committed_bronze", lambda *a, **k: "replay check (_committed_bronze)"),
-            (ingest, "_append", lambda df, path, ctx, what: f"{what} append"),
+            (ingest, "_append", lambda df, path, ctx, what, *_, **__: f"{what} append"),
             (ingest, "upsert_from_bronze", lambda *a, **k: "upsert_from_bronze"),
             (ingest, "merge_into_silver", lambda *a, **k: "silver MERGE (merge_into_silver)"),
             (query, "record_batch", lambda *a, **k: "record_batch"),
