@@ -80,6 +80,13 @@ def test_landing_sensor_runs_the_backfill_job_once_per_new_file(fleet, tmp_path)
     assert _requests(_evaluate(settling, resources, fourth.cursor)) == []
 
 
+def test_landing_sensor_of_an_object_store_lake_asks_for_a_local_late_folder():
+    sensor = late_reports_sensor(late_report_backfill_job(), settle_seconds=0)
+    result = _evaluate(sensor, {"lake": LakeResource(root="s3a://bucket/lake")})
+    assert isinstance(result, SkipReason)
+    assert "set GRIDLAKE_LATE_DIR to a local folder" in result.skip_message
+
+
 def test_consecutive_days_become_one_range_each():
     days = [dt.date(2026, 11, d) for d in (9, 5, 6, 1, 2, 3, 6)]
     assert consecutive_ranges(days) == [
