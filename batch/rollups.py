@@ -10,6 +10,12 @@ feed since the last `changed` run (the cursor, kept in `_gridlake/rollups`) and 
 only the UTC days whose readings changed. Site rollups follow: every local day that overlaps
 a recomputed UTC day, in any site's zone, is recomputed from all of its readings.
 
+Before a gold table is written, its rows are checked against the table's expectations
+(`shared_schemas.expectations`, as Spark predicates, see `gridlake.quality.gate_rows`): rows
+breaking a `drop`-level expectation are left out, days with a `fail`-level violation are not
+published, and the run then raises `RollupQualityError` naming them (the other days are
+written; the run is not logged, so a `changed` cursor does not move past them).
+
 Example:
     >>> result = rollup_changed(spark, lake)                                 # doctest: +SKIP
     >>> print(result.line())                                                 # doctest: +SKIP
@@ -35,8 +41,10 @@ from batch.delta_io import (
 )
 from gridlake.errors import BadArgumentError
 from gridlake.lake import Lake, table_version
+from gridlake.quality import Gate, QualityFailure, failure_sentence, gate_rows, without_dropped
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
+from shared_schemas.expectations import DROP, FAIL, WARN, expectations_for
 from shared_schemas.tables import (
     gold_daily_device_rollups,
     gold_daily_site_rollups,
@@ -63,6 +71,8 @@ class RollupResult:
     skipped_newer: list[dt.date] = field(default_factory=list)
     device_rollups_version: int | None = None
     site_rollups_version: int | None = None
+    # Per gold table: what its expectations said about the rows before they were written.
+    quality: dict[str, Gate] = field(default_factory=dict)
 
     def line(self) -> str:
         if not self.days:
@@ -234,6 +244,51 @@ def _not_newer(spark, path: str, column: str, days: list[dt.date], version: int
     return [d for d in days if d not in newer]
 
 
+class RollupQualityError(QualityFailure):
+    """Fail-level expectations failed on computed rollup rows: those days were not published.
+
+    `result` is the run's RollupResult (the days that passed were published)."""
+
+    def __init__(self, message: str, result: RollupResult):
+        super().__init__(message)
+        self.result = result
+
+
+def _gated(spark, lake: Lake, result: RollupResult, spec, column: str, days: list[dt.date],
+           build: Callable[[list[dt.date]], DataFrame]
+           ) -> tuple[list[dt.date], Callable[[list[dt.date]], DataFrame]]:
+    """Check the rows of `days` against the table's expectations before they are written:
+    the days to publish (no fail-level violation) and the builder without drop-level rows."""
+    import logging
+
+    expectations = expectations_for(spec.path)
+    gate = gate_rows(build(days), expectations, column, key=spec.key)
+    result.quality[spec.path] = gate
+    log = logging.getLogger("gridlake.quality")
+    for outcome in gate.failed_at(WARN) + gate.failed_at(DROP):
+        log.warning("%s of %s (%s): %s, e.g. %s", outcome.name, result.run_id, outcome.severity,
+                    outcome.observed, outcome.examples_text())
+    if gate.failed:
+        _record_gate(spark, lake, result, spec.path, gate)
+    drop = without_dropped(expectations)
+    return ([d for d in days if d not in gate.fail_days],
+            lambda todo: build(todo).transform(drop))
+
+
+def _record_gate(spark, lake: Lake, result: RollupResult, table: str, gate: Gate) -> None:
+    """Store the gate's failures in the quality results (a clean gate writes nothing)."""
+    from gridlake.quality import write_results
+
+    now = dt.datetime.now(dt.UTC)
+    write_results(spark, lake, [
+        {"run_id": result.run_id, "checked_at": now, "table": table,
+         "table_version": None, "day": day, "expectation": o.name,
+         "expectation_type": o.expectation.kind, "severity": o.severity, "success": False,
+         "observed_value": o.observed, "unexpected_count": o.unexpected_count,
+         "unexpected_examples": o.examples_text()}
+        for o in gate.failed for day in (o.days or [None])])
+
+
 def _replace_days(spark, path: str, column: str, days: list[dt.date], version: int,
                   run_id: str, build: Callable[[list[dt.date]], DataFrame]
                   ) -> tuple[list[dt.date], list[dt.date]]:
@@ -276,8 +331,10 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
                     .transform(conform(device_spec)))
 
         path = lake.path(device_spec)
-        written, result.skipped_newer = _replace_days(spark, path, "day", days, version, run_id,
-                                                      device_rows)
+        publish, device_rows = _gated(spark, lake, result, device_spec, "day", days, device_rows)
+        written, result.skipped_newer = ((_replace_days(spark, path, "day", publish, version,
+                                                        run_id, device_rows))
+                                         if publish else ([], []))
         if written:
             result.device_rollups_version = commit_version(spark, path, run_id)
 
@@ -298,10 +355,19 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
                     .transform(conform(site_spec)))
 
         path = lake.path(site_spec)
-        written, _ = _replace_days(spark, path, "local_day", result.local_days, version, run_id,
-                                   site_rows)
+        publish, site_rows = _gated(spark, lake, result, site_spec, "local_day",
+                                    result.local_days, site_rows)
+        written, _ = (_replace_days(spark, path, "local_day", publish, version, run_id,
+                                    site_rows) if publish else ([], []))
         if written:
             result.site_rollups_version = commit_version(spark, path, run_id)
+    failed = [o for gate in result.quality.values() for o in gate.failed_at(FAIL)]
+    if failed:
+        # Not logged as a run: a `changed` cursor stays where it was, so the days come again.
+        days_text = ", ".join(f"{table} {_span(gate.fail_days)}"
+                              for table, gate in result.quality.items() if gate.fail_days)
+        raise RollupQualityError(f"rollup {run_id} did not publish {days_text}: "
+                                 + failure_sentence(failed), result)
     _log_run(spark, lake, result, started)
     return result
 

@@ -20,6 +20,7 @@ from orchestration.late_reports.jobs import late_report_backfill_job
 from orchestration.late_reports.sensors import late_reports_sensor
 from orchestration.resources import resources_for_deployment
 from orchestration.rollups.assets import daily_rollups_asset, daily_rollups_job, rollup_partitions
+from orchestration.rollups.checks import gx_checks
 from orchestration.rollups.schedules import daily_rollups_schedule
 from orchestration.rollups.sensors import silver_changes_sensor
 from orchestration.settings import Settings
@@ -37,7 +38,7 @@ def build_defs(deployment: str | None = None, settings: Settings | None = None) 
     backfill_job = late_report_backfill_job()
     return Definitions(
         assets=[*stream_table_specs(), daily_rollups_asset(partitions)],
-        asset_checks=stream_checks(settings.freshness_minutes),
+        asset_checks=[*stream_checks(settings.freshness_minutes), *gx_checks()],
         jobs=[rollups_job, backfill_job],
         schedules=[daily_rollups_schedule(rollups_job, partitions)],
         sensors=[

@@ -71,9 +71,11 @@ def _check_results(asset: str, checks: tuple[TableCheck, ...], rows) -> list[Ass
     results = []
     for table_check in checks:
         outcome = table_check.evaluate(rows)
+        severity = (AssetCheckSeverity.WARN if outcome.severity == "warn"
+                    else AssetCheckSeverity.ERROR)
         results.append(AssetCheckResult(asset_key=asset, check_name=table_check.name,
                                         passed=outcome.passed, metadata=outcome.metadata,
-                                        severity=AssetCheckSeverity.ERROR))
+                                        severity=severity))
     return results
 
 
@@ -134,9 +136,13 @@ def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefi
 
 
 def daily_rollups_job(partitions_def: DailyPartitionsDefinition):
-    """The job the schedule and the change sensor launch: both rollup tables."""
-    return define_asset_job(ROLLUPS_JOB, selection=AssetSelection.assets(DEVICE_ROLLUPS,
-                                                                          SITE_ROLLUPS),
+    """The job the schedule and the change sensor launch: both rollup tables (and the checks
+    inside their materialization; the whole-table GE suites run on their own)."""
+    from orchestration.rollups.checks import gx_checks
+
+    selection = (AssetSelection.assets(DEVICE_ROLLUPS, SITE_ROLLUPS)
+                 - AssetSelection.checks(*gx_checks()))
+    return define_asset_job(ROLLUPS_JOB, selection=selection,
                             partitions_def=partitions_def,
                             description="Recompute the daily device and site rollups of the "
                                         "run's partition range (one Spark job).")

@@ -10,6 +10,13 @@ Why inside the materialization and not as partitioned `@asset_check`s: runs of t
 cover a *range* of partitions (single-run backfill policy), and Dagster 1.13's partitioned
 checks (a preview) take one partition key per run, so they cannot report on a range run.
 
+The table's expectation suite (`shared_schemas.expectations`) is one more entry,
+`quality_suite`: its expectations evaluated on the rows of the days the run wrote (the rollup
+gate's Spark predicates; fail-level rows never get that far, so what it can show is warn/drop
+failures), with an ERROR severity for fail-level failures. The whole Great Expectations suite
+on the table's latest version is the separate `great_expectations` check (`gx_checks`), run from
+the UI or a job, not in every rollup run (a GE run on Spark costs tens of Spark jobs).
+
 Example:
     >>> [c.name for c in device_rollup_checks()]
     ['samples_positive', 'power_min_avg_max_ordered', 'soc_within_0_100', 'keys_unique']
@@ -31,6 +38,8 @@ MAX_DAYS_LISTED = 20
 class CheckOutcome:
     passed: bool
     metadata: dict
+    # "error" blocks downstream assets (blocking checks); "warn" is reported only.
+    severity: str = "error"
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,43 @@ def site_rollup_checks() -> tuple[TableCheck, ...]:
     )
 
 
+QUALITY_SUITE = "quality_suite"
+TABLE_PATHS = {DEVICE_ROLLUPS: "gold/daily_device_rollups", SITE_ROLLUPS: "gold/daily_site_rollups"}
+
+
+def quality_suite_check(table: str, day: str) -> TableCheck:
+    """The table's expectation suite on the rows of the run's days, failures named per day."""
+
+    def evaluate(rows: DataFrame) -> CheckOutcome:
+        from gridlake.quality import gate_rows
+        from shared_schemas.expectations import FAIL, expectations_for
+
+        gate = gate_rows(rows, expectations_for(table), day)
+        failed = gate.failed
+        metadata = {"expectations": len(gate.outcomes), "failed": len(failed),
+                    "failing_days": _days([{day: d} for d in sorted(
+                        {d for o in failed for d in o.days})], day)}
+        if failed:
+            metadata["failures"] = "; ".join(
+                f"{o.name} [{o.severity}] {o.observed}: {o.examples_text()}" for o in failed)
+        return CheckOutcome(not failed, metadata,
+                            "error" if any(o.severity == FAIL for o in failed) else "warn")
+
+    return TableCheck(QUALITY_SUITE, f"the expectation suite of {table} (shared_schemas."
+                                     "expectations) on the rows of the days the run wrote",
+                      evaluate)
+
+
 def checks_by_table() -> dict[str, tuple[TableCheck, ...]]:
     """Asset name → its checks. The one place to add a check (or a suite of them)."""
-    return {DEVICE_ROLLUPS: device_rollup_checks(), SITE_ROLLUPS: site_rollup_checks()}
+    return {DEVICE_ROLLUPS: (*device_rollup_checks(),
+                             quality_suite_check(TABLE_PATHS[DEVICE_ROLLUPS], "day")),
+            SITE_ROLLUPS: (*site_rollup_checks(),
+                           quality_suite_check(TABLE_PATHS[SITE_ROLLUPS], "local_day"))}
+
+
+def gx_checks() -> list:
+    """The Great Expectations suite of each gold table, as a blocking Dagster asset check."""
+    from orchestration.quality import great_expectations_check
+
+    return [great_expectations_check(asset, path) for asset, path in TABLE_PATHS.items()]

@@ -104,4 +104,8 @@ def stream_checks(freshness_minutes: int) -> list[AssetChecksDefinition]:
                          f"{result.counts['unaccounted']} bronze record(s) neither in silver "
                          "nor in quarantine"))
 
-    return [silver_freshness, reconciliation]
+    from orchestration.quality import great_expectations_check
+
+    return [silver_freshness, reconciliation,
+            great_expectations_check(SILVER, "silver/readings"),
+            great_expectations_check(QUARANTINE, "quarantine/telemetry")]

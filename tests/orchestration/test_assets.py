@@ -42,7 +42,9 @@ def test_rollups_materialize_a_partition_range_in_one_run_equal_to_the_oracle(
     assert (metadata["days"].value, metadata["rows_in_days"].value) == (
         f"{FLEET_DAYS[0]}..{FLEET_DAYS[-1]}", len(device))
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 7 and all(c.passed for c in checks), checks
+    assert len(checks) == 9 and all(c.passed for c in checks), checks
+    assert {c.check_name for c in checks if c.asset_key == AssetKey("daily_device_rollups")} >= {
+        "quality_suite"}
 
 
 def test_rollup_checks_fail_on_bad_rows_and_name_the_day(spark):

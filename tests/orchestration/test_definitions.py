@@ -27,9 +27,15 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
         ("silver_readings", "silver_freshness"), ("bronze_telemetry", "reconciliation"),
         *(("daily_device_rollups", n) for n in ("samples_positive", "power_min_avg_max_ordered",
-                                                "soc_within_0_100", "keys_unique")),
+                                                "soc_within_0_100", "keys_unique",
+                                                "quality_suite", "great_expectations")),
         *(("daily_site_rollups", n) for n in ("samples_positive", "local_day_hours_23_to_25",
-                                              "keys_unique"))}
+                                              "keys_unique", "quality_suite",
+                                              "great_expectations")),
+        ("silver_readings", "great_expectations"), ("quarantine_telemetry", "great_expectations")}
+    gx = [spec for key, check in repo.asset_checks_defs_by_key.items()
+          for spec in check.check_specs if key.name == spec.name == "great_expectations"]
+    assert len(gx) == 4 and all(spec.blocking for spec in gx)
     assert {s.name for s in repo.sensor_defs} == {"stream_progress", "late_report_files",
                                                   "silver_changes"}
     assert [s.name for s in repo.schedule_defs] == ["daily_rollups_after_midnight"]
