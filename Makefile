@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup jars test lint demo bench-stream bench-batch chaos clean
+.PHONY: setup jars test lint demo bench-stream bench-batch notebooks lab chaos clean
 
 setup: $(VENV)/.installed jars
 
@@ -29,7 +29,12 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
 test: setup lint
-	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -m "not slow and not cluster" -p no:cacheprovider
+
+# The same jobs on a Spark standalone cluster and on an S3-compatible server (both started by
+# the tests' fixtures, on 127.0.0.1).
+test-cluster: setup
+	$(BIN)/python -m pytest -m cluster -p no:cacheprovider
 
 demo: setup
 	$(BIN)/gridlake demo
@@ -40,11 +45,29 @@ bench-stream: setup
 bench-batch: setup
 	$(BIN)/python -m benchmarks.bench_batch
 
+# The analyst notebooks, executed against $(GRIDLAKE_LAKE) (the demo lake unless set; made
+# first when missing); executed copies with their plots go to notebooks/executed/ (git-ignored).
+notebooks: setup
+	@test -f $(GRIDLAKE_LAKE)/_gridlake/lake.json || $(BIN)/gridlake demo
+	GRIDLAKE_LAKE=$(abspath $(GRIDLAKE_LAKE)) MPLBACKEND=Agg $(BIN)/jupyter nbconvert --to notebook \
+	  --execute --ExecutePreprocessor.timeout=900 --output-dir notebooks/executed notebooks/*.ipynb
+
+# Jupyter Lab on 127.0.0.1 with the notebooks, against $(GRIDLAKE_LAKE).
+lab: setup
+	GRIDLAKE_LAKE=$(abspath $(GRIDLAKE_LAKE)) $(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks
+
 chaos: setup
 	$(BIN)/python -m pytest -m slow tests/streaming -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) $(JVM) lake demo
+
+# A Spark standalone master and $(CLUSTER_WORKERS) workers on 127.0.0.1 (free ports), from
+# pyspark's own distribution, until Ctrl-C; it prints the GRIDLAKE_SPARK_MASTER to export.
+.PHONY: cluster test-cluster
+CLUSTER_WORKERS ?= 2
+cluster: setup
+	$(BIN)/gridlake cluster-dev --workers $(CLUSTER_WORKERS) --cores 1 --memory 1g
 
 # Dagster UI: webserver + daemon on 127.0.0.1:$(DAGSTER_PORT), instance state in .dagster_home/
 # (git-ignored), against $(GRIDLAKE_LAKE) (default: the demo lake). Ctrl-C stops both.

@@ -42,7 +42,8 @@ def _uri(root: str, spec: TableSpec | str) -> str:
     return f"{root.rstrip('/')}/{relative}"
 
 
-def _table(root: str, spec: TableSpec | str, version: int | None = None):
+def delta_table(root: str, spec: TableSpec | str, version: int | None = None):
+    """The delta-rs table of `spec` under `root` (at `version`); None when it does not exist."""
     from deltalake import DeltaTable
 
     uri = _uri(root, spec)
@@ -53,7 +54,7 @@ def _table(root: str, spec: TableSpec | str, version: int | None = None):
 
 def table_version(root: str, spec: TableSpec) -> int | None:
     """The table's latest Delta version; None when it does not exist yet."""
-    table = _table(root, spec)
+    table = delta_table(root, spec)
     return None if table is None else table.version()
 
 
@@ -61,7 +62,7 @@ def table_rows(root: str, spec: TableSpec, version: int | None = None) -> int:
     """Rows in the table (at `version`), from the file statistics in its Delta log."""
     import pyarrow as pa
 
-    table = _table(root, spec, version)
+    table = delta_table(root, spec, version)
     if table is None:
         return 0
     counts = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
@@ -78,7 +79,7 @@ def last_batches(root: str, kind: str = "stream") -> tuple[LastBatch | None, Las
     """(the newest batch-log row of `kind`, the newest row of any kind)."""
     import pyarrow as pa
 
-    table = _table(root, batch_log())
+    table = delta_table(root, batch_log())
     if table is None:
         return None, None
     columns = ["run_id", "batch_id", "kind", "finished_at", "records_read", "silver_version"]
@@ -108,7 +109,7 @@ def changed_days(root: str, first_version: int, last_version: int) -> list[dt.da
 
     if first_version > last_version:
         return []
-    table = _table(root, silver_readings())
+    table = delta_table(root, silver_readings())
     if table is None:
         return []
     reader = table.load_cdf(starting_version=first_version, ending_version=last_version,

@@ -41,7 +41,9 @@ from batch.rollups import RollupResult, day_range, recompute
 from gridlake.ingest import (
     BatchResult,
     WriteContext,
+    decision_log_enabled,
     latest_per_key,
+    log_decisions,
     merge_into_silver,
     quarantine_rows,
     record_batch,
@@ -198,12 +200,15 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
         counts = validated.agg(F.count(F.lit(1)).alias("n"),
                                F.count(F.when(F.size("reasons") == 0, 1)).alias("valid")).first()
         result.records, result.valid = counts["n"], counts["valid"]
-        rows = (validated.transform(silver_rows(contract, at))
-                .transform(latest_per_key(contract.key, contract.order_by)))
+        candidates = validated.transform(silver_rows(contract, at))
+        rows = candidates.transform(latest_per_key(contract.key, contract.order_by))
         guarded_write(lambda: replace_dates(rows, silver_path, "event_date", dates, run_id,
                                             merge_schema=True),
                       f"silver rebuild of {run_id}")
         result.versions["silver/readings"] = commit_version(spark, silver_path, run_id)
+        if decision_log_enabled():  # a rebuild replaces the dates: each key starts afresh
+            log_decisions(spark, lake, candidates, ctx, contract,
+                          silver_written=result.versions["silver/readings"])
 
         newer = _new_bronze(spark, bronze_path, snapshot)
         if newer is not None:
@@ -214,7 +219,8 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
             if result.caught_up:
                 catch_up = WriteContext(run_id, 1, "reprocess", ctx.source, ctx.ingest_time)
                 merge_into_silver(spark, lake, late.transform(latest_per_key(
-                    contract.key, contract.order_by)), dates, catch_up, contract)
+                    contract.key, contract.order_by)), dates, catch_up, contract,
+                    candidates=late)
                 result.versions["silver/readings"] = table_version(spark, silver_path)
 
         quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))

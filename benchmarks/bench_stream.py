@@ -9,6 +9,8 @@ SparkSession (`local[2]`, a 6g driver, UI off), measured side by side:
   cost of micro-batching from the cost of gridlake's work;
 - (b) **pipeline**: the real stream (`run_stream`, available-now, a fixed max files per trigger):
   bronze + validation + quarantine + silver MERGE + batch log;
+- (b') **decision log cost**: the same pipeline with `GRIDLAKE_DECISION_LOG=off`, interleaved
+  with (b) so both see the same load; (b) / (b') is what the decision log costs the stream;
 - (c) **MERGE scaling**: one 100k-event micro-batch through `write_batch` (fresh `WriteContext`)
   into a silver table holding 1M rows and one holding 10M rows (synthesized over ~90 event
   dates, appended directly); the batch touches one day (10% corrections, 90% new readings).
@@ -76,6 +78,7 @@ class BenchOptions:
     max_files_per_trigger: int = 10
     ceiling_repeats: int = 2
     pipeline_repeats: int = 1
+    decision_log_off: bool = True
     stream_ceiling: bool = False
     validation_profile: bool = False
     tuned_snapshot_partitions: int | None = None
@@ -117,6 +120,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchOptions, Path]:
     p.add_argument("--max-files-per-trigger", type=int, default=d.max_files_per_trigger)
     p.add_argument("--ceiling-repeats", type=int, default=d.ceiling_repeats)
     p.add_argument("--pipeline-repeats", type=int, default=d.pipeline_repeats)
+    p.add_argument("--no-decision-log-off", dest="decision_log_off", action="store_false",
+                   help="skip (b'), the pipeline without the decision log")
     p.add_argument("--stream-ceiling", action="store_true",
                    help="also run (a'): the ceiling as a stream with the same micro-batches")
     p.add_argument("--validation-profile", action="store_true",
@@ -242,6 +247,7 @@ class StepRecorder:
             (ingest, "_append", lambda df, path, ctx, what, *_, **__: f"{what} append"),
             (ingest, "upsert_from_bronze", lambda *a, **k: "upsert_from_bronze"),
             (ingest, "merge_into_silver", lambda *a, **k: "silver MERGE (merge_into_silver)"),
+            (ingest, "log_decisions", lambda *a, **k: "decision log (log_decisions)"),
             (query, "record_batch", lambda *a, **k: "record_batch"),
             (ingest, "table_version", lambda *a, **k: "version lookup (table_version)"),
             (ingest, "_latest_version", lambda *a, **k: "version lookup (_latest_version)"),
@@ -418,6 +424,7 @@ def run_pipeline(spark, landing: Path, work: Path, events: int, max_files: int,
     from shared_schemas.tables import (
         batch_log,
         bronze_telemetry,
+        decision_log,
         quarantine_telemetry,
         silver_readings,
     )
@@ -427,7 +434,8 @@ def run_pipeline(spark, landing: Path, work: Path, events: int, max_files: int,
     root = work / f"lake-{uuid.uuid4().hex[:8]}"
     lake = open_lake(str(root), create=True, spark=spark)
     tables = {"bronze": bronze_telemetry(), "quarantine": quarantine_telemetry(),
-              "silver": silver_readings(), "batch log": batch_log()}
+              "silver": silver_readings(), "batch log": batch_log(),
+              "decision log": decision_log()}
     before = {name: delta_versions(spark, lake.path(spec)) for name, spec in tables.items()}
     source = FileSource(str(landing.resolve()), max_files_per_trigger=max_files)
     lines: list[str] = []
@@ -728,6 +736,13 @@ def summarize(results: dict) -> dict:
         s["pipeline_over_ceiling"] = ceiling / pipeline
         s["stream_target_met"] = s["pipeline_over_ceiling"] >= STREAM_TARGET
         s["pipeline"] = _pipeline_summary(m["pipeline"]["runs"][-1])
+        if m.get("pipeline_no_decisions"):
+            off = _median([r["seconds"] for r in m["pipeline_no_decisions"]["runs"]])
+            s["pipeline_no_decisions_events_per_s"] = events / off
+            s["decision_log_throughput_ratio"] = off / pipeline
+            s["decision_log_cost"] = 1 - off / pipeline
+            s["pipeline_no_decisions"] = _pipeline_summary(
+                m["pipeline_no_decisions"]["runs"][-1])
         if m.get("ceiling_stream"):
             s["ceiling_stream_events_per_s"] = events / _median(
                 [r["seconds"] for r in m["ceiling_stream"]["runs"]])
@@ -800,6 +815,10 @@ def markdown(results: dict) -> str:
         out.append(f"| (b) pipeline: run_stream, bronze + validation + quarantine + MERGE | "
                    f"{s['pipeline_events_per_s']:,.0f} | "
                    f"{_runs(m['pipeline']['runs'], 'seconds')} |")
+        if "pipeline_no_decisions_events_per_s" in s:
+            out.append(f"| (b') the same pipeline with `GRIDLAKE_DECISION_LOG=off` | "
+                       f"{s['pipeline_no_decisions_events_per_s']:,.0f} | "
+                       f"{_runs(m['pipeline_no_decisions']['runs'], 'seconds')} |")
         if "pipeline_tuned_events_per_s" in s:
             out.append(f"| (b*) pipeline with `spark.databricks.delta.snapshotPartitions="
                        f"{o['tuned_snapshot_partitions']}` | "
@@ -809,6 +828,10 @@ def markdown(results: dict) -> str:
                 f"{STREAM_TARGET:.0%}): {'met' if s['stream_target_met'] else 'MISSED'}."]
         if "pipeline_tuned_over_ceiling" in s:
             out.append(f"(b*) / (a) = {s['pipeline_tuned_over_ceiling']:.0%}.")
+        if "decision_log_cost" in s:
+            out.append(f"Decision log: **(b) / (b') = {s['decision_log_throughput_ratio']:.0%}** "
+                       f"of the throughput without it, i.e. it costs "
+                       f"{s['decision_log_cost']:.0%} (switch: `GRIDLAKE_DECISION_LOG=off`).")
         out.append("")
     if "merge_ratio" in s:
         sizes = m["merge"]["sizes"]
@@ -865,6 +888,20 @@ def sql_conf(spark, key: str, value: str | None) -> Iterator[None]:
 SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
 
 
+@contextlib.contextmanager
+def env_setting(name: str, value: str) -> Iterator[None]:
+    """An environment variable set for the block, then restored."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def warm_up(spark, work: Path, recorder: StepRecorder) -> None:
     """Load every class and JIT the hot paths once on a tiny fleet, outside the timings.
 
@@ -916,6 +953,8 @@ def main(argv: list[str] | None = None) -> int:
         say("warm")
         m["ceiling"] = {"runs": []}
         m["pipeline"] = {"runs": []}
+        if options.decision_log_off:
+            m["pipeline_no_decisions"] = {"runs": []}
         # Interleaved, so both see the same background load as far as possible.
         for i in range(max(options.ceiling_repeats, options.pipeline_repeats)):
             if i < options.ceiling_repeats:
@@ -931,6 +970,17 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"(b) pipeline run {i + 1}: {run['seconds']:.1f} s, "
                     f"{events / run['seconds']:,.0f} events/s, {run['batches']} batches, "
                     f"{run['spark_jobs']} Spark jobs, commits {run['delta_commits']}")
+                if options.decision_log_off:
+                    from gridlake.ingest import DECISION_LOG_SETTING
+
+                    recorder.events.clear()
+                    with env_setting(DECISION_LOG_SETTING, "off"):
+                        run = run_pipeline(spark, landing, work, events,
+                                           options.max_files_per_trigger, recorder)
+                    m["pipeline_no_decisions"]["runs"].append(run)
+                    say(f"(b') pipeline without the decision log, run {i + 1}: "
+                        f"{run['seconds']:.1f} s, {events / run['seconds']:,.0f} events/s, "
+                        f"{run['spark_jobs']} Spark jobs, commits {run['delta_commits']}")
         if options.tuned_snapshot_partitions:
             recorder.events.clear()
             with sql_conf(spark, SNAPSHOT_PARTITIONS, str(options.tuned_snapshot_partitions)):

@@ -20,12 +20,17 @@ COMMAND_MODULES = (
     "generate",
     "stream",
     "kafka_dev",
+    "cluster_dev",
     "produce",
     "backfill",
     "rollup",
     "sites",
     "reprocess",
     "schema",
+    "quality",
+    "lineage",
+    "quarantine",
+    "forget",
     "demo",
 )
 

@@ -17,12 +17,13 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from gridlake.lake import Lake, table_version
@@ -32,6 +33,7 @@ from shared_schemas.spark import parse_and_validate
 from shared_schemas.tables import (
     batch_log,
     bronze_telemetry,
+    decision_log,
     quarantine_telemetry,
     silver_readings,
 )
@@ -43,6 +45,15 @@ _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
 # Columns giving the order records were delivered in, within one batch.
 DELIVERY_ORDER = ("ingest_time", "source_file", "source_line", "kafka_partition", "kafka_offset")
+
+# `off` skips the decision log (`_gridlake/decisions`); any other value, or none, keeps it.
+DECISION_LOG_SETTING = "GRIDLAKE_DECISION_LOG"
+
+
+def decision_log_enabled() -> bool:
+    """Whether silver writes log their upsert decisions (read at each write, so tests can flip it)."""
+    value = os.environ.get(DECISION_LOG_SETTING, "on").strip().lower()
+    return value not in ("off", "0", "false", "no")
 
 
 @dataclass(frozen=True)
@@ -167,22 +178,98 @@ def wins_over(new: str = "s", old: str = "t", order_by: str = "seq",
     return (n_seq > o_seq) | ((n_seq == o_seq) & (n_id > o_id))
 
 
+def decide(stored: DataFrame, contract: Contract = CURRENT) -> Callable[[DataFrame], DataFrame]:
+    """Why each valid record of a batch won or lost: the upsert rule, applied as a log.
+
+    The transform takes silver rows of *all* valid records of a batch (in-batch losers too);
+    `stored` holds silver's rows before the write (any superset of the batch's keys). Each
+    record is met by the batch's winner for its key (`latest_per_key`) and that winner by the
+    stored row (`wins_over`), so the log follows the same rule functions as the MERGE.
+    Decisions: `inserted` (new key), `higher_seq`, `producer_conflict_won` (beat an equal
+    `seq` with a smaller id, stored or in the batch), and for losers `duplicate` (same seq,
+    same id), `stale` (lower seq) or `producer_conflict_lost`. `winner_*` is the row silver
+    holds for the key after the write.
+
+    Example:
+        >>> candidates.transform(decide(silver_before, contract))        # doctest: +SKIP
+    """
+    key, order = list(contract.key), contract.order_by
+
+    def record(name: str) -> Column:
+        return F.struct("record_id", "event_id", order).alias(name)
+
+    def transform(candidates: DataFrame) -> DataFrame:
+        in_batch = candidates.transform(latest_per_key(key, order)).select(*key, record("b"))
+        held = stored.select(*key, record("t"))
+        met = (candidates.select(*key, "event_date", record("c"))
+               .join(in_batch, key).join(held, key, "left"))
+        beats_stored = F.col("t").isNull() | wins_over("b", "t", order)
+        won = beats_stored & (F.col("c.record_id") == F.col("b.record_id"))
+        w = F.col("w")
+        rival = ((F.col(f"c.{order}") == F.col(f"b.{order}"))
+                 & (F.col("c.event_id") != F.col("b.event_id")))
+        batch_conflict = F.max(rival).over(Window.partitionBy(*key))
+        stored_conflict = ((F.col(f"t.{order}") == F.col(f"c.{order}"))
+                           & (F.col("t.event_id") != F.col("c.event_id")))
+        decision = (F.when(won & (batch_conflict | F.coalesce(stored_conflict, F.lit(False))),
+                           "producer_conflict_won")
+                    .when(won & F.col("t").isNull(), "inserted")
+                    .when(won, "higher_seq")
+                    .when(w[order] > F.col(f"c.{order}"), "stale")
+                    .when(w["event_id"] == F.col("c.event_id"), "duplicate")
+                    .otherwise("producer_conflict_lost"))
+        return (met
+                .withColumn("w", F.when(beats_stored, F.col("b")).otherwise(F.col("t")))
+                .select(*key, "event_date", "c.record_id", "c.event_id", f"c.{order}",
+                        decision.alias("decision"), won.alias("won"),
+                        w["record_id"].alias("winner_record_id"),
+                        w["event_id"].alias("winner_event_id"),
+                        w[order].alias(f"winner_{order}")))
+
+    return transform
+
+
+def decision_rows(ctx: WriteContext, contract: Contract, silver_read: int | None,
+                  silver_written: int | None, decided_at: dt.datetime
+                  ) -> Callable[[DataFrame], DataFrame]:
+    """Stamp decisions with the write that made them, in the decision log's column order."""
+    spec = decision_log(contract)
+
+    def transform(decisions: DataFrame) -> DataFrame:
+        return (decisions
+                .withColumn("run_id", F.lit(ctx.run_id))
+                .withColumn("batch_id", F.lit(ctx.batch_id).cast("long"))
+                .withColumn("contract_version", F.lit(contract.version))
+                .withColumn("silver_version_read", F.lit(silver_read).cast("long"))
+                .withColumn("silver_version_written", F.lit(silver_written).cast("long"))
+                .withColumn("decided_at", F.lit(decided_at).cast("timestamp"))
+                .select(*spec.column_names))
+
+    return transform
+
+
 # -- edge functions: Delta I/O -----------------------------------------------------------------
 
-def _append(df: DataFrame, path: str, ctx: WriteContext, what: str) -> None:
+def _append(df: DataFrame, path: str, ctx: WriteContext, what: str,
+            partition_by: tuple[str, ...] = ()) -> None:
     def write() -> None:
-        (df.write.format("delta").mode("append")
+        (df.write.format("delta").mode("append").partitionBy(*partition_by)
          .option("txnAppId", ctx.run_id).option("txnVersion", ctx.batch_id)
          .save(path))
     guarded_write(write, f"{what} append of {ctx.run_id}/{ctx.batch_id}")
 
 
 def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[dt.date],
-                      ctx: WriteContext, contract: Contract = CURRENT) -> int:
+                      ctx: WriteContext, contract: Contract = CURRENT,
+                      candidates: DataFrame | None = None) -> int:
     """MERGE deduplicated updates into silver; returns the number of rows inserted or updated.
 
     The condition carries the literal list of event dates in the batch, so Delta prunes
     silver to those partitions: the cost follows the batch, not the table.
+
+    Unless `GRIDLAKE_DECISION_LOG=off`, the write's decisions go to `_gridlake/decisions`
+    (once per run and batch): `candidates` are all valid records of the batch before
+    `latest_per_key` (so in-batch losers are logged too); without it, `updates` are logged.
     """
     from delta.tables import DeltaTable
 
@@ -193,8 +280,11 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
     for column in contract.key:
         on = on & (F.col(f"t.{column}") == F.col(f"s.{column}"))
 
+    versions: dict[str, int | None] = {}
+
     def merge() -> int:
         target = DeltaTable.forPath(spark, path)
+        versions["read"] = table_version(spark, path)
         builder = (target.alias("t").merge(updates.alias("s"), on)
                    .whenMatchedUpdateAll(condition=wins_over(order_by=contract.order_by))
                    .whenNotMatchedInsertAll()
@@ -207,11 +297,38 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
             spark.conf.unset(_TXN_APP_ID)
             spark.conf.unset(_TXN_VERSION)
         if metrics is None:  # skipped: this transaction was already committed
+            versions["written"] = None
             return 0
+        versions["written"] = table_version(spark, path)
         row = metrics.asDict()
         return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
 
-    return guarded_write(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
+    changed = guarded_write(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
+    # A replayed batch whose MERGE was committed already logged its decisions; the silver it
+    # would be classified against now is the result, not the input, so it is not logged again.
+    if decision_log_enabled() and versions["written"] is not None:
+        stored = (spark.read.format("delta").option("versionAsOf", versions["read"])
+                  .load(path).where(F.col("event_date").isin(*event_dates)))
+        log_decisions(spark, lake, updates if candidates is None else candidates, ctx, contract,
+                      stored, versions["read"], versions["written"])
+    return changed
+
+
+def log_decisions(spark, lake: Lake, candidates: DataFrame, ctx: WriteContext,
+                  contract: Contract = CURRENT, stored: DataFrame | None = None,
+                  silver_read: int | None = None, silver_written: int | None = None) -> None:
+    """Append the decisions of one write to the decision log, once per run and batch.
+
+    `stored` is silver as the write read it (time travel to `silver_read`); None for a write
+    that replaced what was there (a reprocess rebuild), where every key's winner is inserted.
+    """
+    spec = decision_log(contract)
+    if stored is None:
+        stored = spark.createDataFrame([], silver_readings(contract).schema)
+    rows = (candidates.transform(decide(stored, contract))
+            .transform(decision_rows(ctx, contract, silver_read, silver_written,
+                                     dt.datetime.now(dt.UTC))))
+    _append(rows, lake.path(spec), ctx, "decision log", spec.partition_by)
 
 
 def _committed_bronze(spark, lake: Lake, ctx: WriteContext) -> DataFrame | None:
@@ -269,10 +386,10 @@ def upsert_from_bronze(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,
                     lake.path(quarantine_telemetry()), ctx, "quarantine")
         valid = counts["read"] - counts["bad"]
         if valid:
-            updates = (validated.transform(silver_rows(contract, written_at))
-                       .transform(latest_per_key(contract.key, contract.order_by)))
+            candidates = validated.transform(silver_rows(contract, written_at))
+            updates = candidates.transform(latest_per_key(contract.key, contract.order_by))
             result.upserted = merge_into_silver(spark, lake, updates, result.event_dates,
-                                                ctx, contract)
+                                                ctx, contract, candidates=candidates)
         result.duplicates_or_stale = valid - result.upserted
     finally:
         validated.unpersist()

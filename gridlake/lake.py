@@ -179,7 +179,7 @@ def ensure_tables(spark, lake: Lake, contract: Contract = CURRENT) -> None:
                    .addColumns(spec.schema))
         if spec.partition_by:
             builder = builder.partitionedBy(*spec.partition_by)
-        for key, value in spec.properties.items():
+        for key, value in spec.table_properties.items():
             builder = builder.property(key, value)
         if spec.description:
             builder = builder.comment(spec.description)

@@ -1,7 +1,20 @@
 """The Spark session factory: the only place gridlake builds a SparkSession.
 
-Where Spark runs is configuration: `GRIDLAKE_SPARK_MASTER` (default `local[*]`). The JVM jars
-(Delta, the Kafka connector, S3A) are the ones `make jars` fetched with Maven into `.jvm/spark`.
+Where Spark runs and where the lake lives are configuration, read here and nowhere else:
+
+| variable | what it sets |
+|---|---|
+| `GRIDLAKE_SPARK_MASTER` | the master: `local[*]` (default), `spark://host:7077`, `k8s://...`, `yarn` |
+| `GRIDLAKE_S3_ENDPOINT` | an S3-compatible endpoint for `s3a://` lakes (default: AWS S3) |
+| `GRIDLAKE_S3_REGION` | the bucket's region (default `AWS_REGION` / `AWS_DEFAULT_REGION`) |
+| `GRIDLAKE_DELTA_DYNAMODB_TABLE` | commit `s3a://` tables through Delta's DynamoDB log store |
+| `GRIDLAKE_SPARK_CONF` | any Spark settings, `key=value` separated by spaces, applied last |
+| `SPARK_CONF_DIR` | Spark's own `spark-defaults.conf`, for settings gridlake does not set |
+
+Credentials are never configured here: S3A and the DynamoDB log store use the AWS default
+credential chain (environment variables, profile, container or instance role). The JVM jars
+(Delta, the Kafka connector, S3A and the AWS SDK modules it needs) are the ones `make jars`
+fetched with Maven into `.jvm/spark`; on a cluster the driver ships them to the executors.
 
 Example:
     >>> from gridlake.session import spark_session
@@ -11,6 +24,9 @@ Example:
 from __future__ import annotations
 
 import os
+import shlex
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from gridlake.errors import SetupError
@@ -35,6 +51,61 @@ def spark_jars() -> list[str]:
     return jars
 
 
+DYNAMODB_LOG_STORE = "io.delta.storage.S3DynamoDBLogStore"
+DYNAMODB_LOG_STORE_JAR = "delta-storage-s3-dynamodb"
+
+
+def is_local_master(master: str) -> bool:
+    return master.startswith("local")
+
+
+def storage_conf(env: Mapping[str, str], jars: list[str]) -> dict[str, str]:
+    """Spark settings for object-store lakes, from the `GRIDLAKE_S3_*` and
+    `GRIDLAKE_DELTA_DYNAMODB_TABLE` variables (none set: none).
+
+    Raises SetupError when the DynamoDB log store is asked for but its jar is not there.
+    """
+    conf: dict[str, str] = {}
+    endpoint = env.get("GRIDLAKE_S3_ENDPOINT")
+    region = (env.get("GRIDLAKE_S3_REGION") or env.get("AWS_REGION")
+              or env.get("AWS_DEFAULT_REGION"))
+    if endpoint:
+        # S3-compatible stores (MinIO, Ceph, moto) serve buckets as paths, not host names.
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        if endpoint.startswith("http://"):
+            conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "false"
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    table = env.get("GRIDLAKE_DELTA_DYNAMODB_TABLE")
+    if table:
+        if not any(Path(j).name.startswith(DYNAMODB_LOG_STORE_JAR) for j in jars):
+            raise SetupError(
+                f"GRIDLAKE_DELTA_DYNAMODB_TABLE is set but no {DYNAMODB_LOG_STORE_JAR} jar is "
+                f"in {jars_dir()}; add it (with the AWS SDK's dynamodb module) or unset the "
+                f"variable")
+        prefix = f"spark.io.delta.storage.{DYNAMODB_LOG_STORE.rsplit('.', 1)[1]}"
+        conf.update({
+            # Both schemes: Delta picks the log store by the table path's scheme.
+            "spark.delta.logStore.s3a.impl": DYNAMODB_LOG_STORE,
+            "spark.delta.logStore.s3.impl": DYNAMODB_LOG_STORE,
+            f"{prefix}.ddb.tableName": table,
+            f"{prefix}.ddb.region": region or "us-east-1",
+        })
+    return conf
+
+
+def conf_from_text(text: str, variable: str = "GRIDLAKE_SPARK_CONF") -> dict[str, str]:
+    """`spark.a=1 spark.b='x y'` → {"spark.a": "1", "spark.b": "x y"} (shell quoting)."""
+    conf = {}
+    for item in shlex.split(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("spark."):
+            raise SetupError(f"{variable} holds {item!r}; each item must be spark.KEY=VALUE")
+        conf[key] = value
+    return conf
+
+
 def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
     jars = ",".join(spark_jars())
     conf = {
@@ -54,8 +125,16 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",
         "spark.sql.sources.partitionOverwriteMode": "static",
+        # Delta's SQL parser drops the values of `spark.sql(query, args=...)` on Spark 4.1+
+        # (delta-io/delta#7640); the legacy binding keeps parameterized SQL, values as data.
+        "spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
     }
-    if master.startswith("local"):
+    if not is_local_master(master):
+        # Executors start Python workers with the driver's interpreter path: the same
+        # virtualenv must be installed at that path on every worker (PYSPARK_PYTHON overrides).
+        conf["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
+    conf.update(storage_conf(os.environ, jars.split(",")))
+    if is_local_master(master):
         conf.update({
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
@@ -83,14 +162,18 @@ def spark_session(app_name: str = "gridlake", master: str | None = None,
         app_name: name shown in the Spark UI and logs.
         master: Spark master URL; default `GRIDLAKE_SPARK_MASTER` or `local[*]`.
         testing: small shuffle partitions, no UI (the test suite's settings).
-        extra_conf: more Spark settings, applied last.
+        extra_conf: more Spark settings, applied last (after `GRIDLAKE_SPARK_CONF`).
     """
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    master = master or os.environ.get("GRIDLAKE_SPARK_MASTER", DEFAULT_MASTER)
+    if is_local_master(master):
+        # On a cluster the driver must be reachable by the executors: there SPARK_LOCAL_IP
+        # (or Spark's own choice of this host's address) decides, never a loopback default.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    master = master or os.environ.get("GRIDLAKE_SPARK_MASTER", DEFAULT_MASTER)
     builder = SparkSession.builder
     conf = _base_conf(master, app_name, testing)
+    conf.update(conf_from_text(os.environ.get("GRIDLAKE_SPARK_CONF", "")))
     conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)

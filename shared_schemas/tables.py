@@ -43,6 +43,33 @@ class TableSpec:
     def column_names(self) -> tuple[str, ...]:
         return tuple(self.schema.fieldNames())
 
+    @property
+    def table_properties(self) -> dict[str, str]:
+        """The Delta properties the table is created with: its own plus `stats_properties`."""
+        return {**stats_properties(self.schema, self.partition_by), **self.properties}
+
+
+# Delta keeps min/max statistics of columns in its log, where no DELETE or VACUUM reaches:
+# a device id in a string column's min/max would outlive an erasure. Statistics are kept
+# only for columns that cannot hold an identity (numbers, dates, times).
+STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
+_STATS_TYPES = (T.NumericType, T.DateType, T.TimestampType, T.TimestampNTZType)
+
+
+def stats_columns(schema: T.StructType, partition_by: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The columns Delta may keep min/max statistics for: no strings, no bytes, no partitions."""
+    return tuple(f.name for f in schema.fields
+                 if isinstance(f.dataType, _STATS_TYPES) and f.name not in partition_by)
+
+
+def stats_properties(schema: T.StructType, partition_by: tuple[str, ...] = ()
+                     ) -> dict[str, str]:
+    """Table properties limiting Delta's data-skipping statistics to `stats_columns`."""
+    columns = stats_columns(schema, partition_by)
+    if not columns:
+        return {"delta.dataSkippingNumIndexedCols": "0"}
+    return {STATS_COLUMNS_PROPERTY: ",".join(columns)}
+
 
 def _fields(*pairs: tuple[str, T.DataType] | tuple[str, T.DataType, bool]) -> list[T.StructField]:
     return [T.StructField(p[0], p[1], p[2] if len(p) > 2 else True) for p in pairs]
@@ -258,7 +285,84 @@ def rollup_log() -> TableSpec:
     )
 
 
+# Why a record won or lost against the row it met: one per valid record a write handled.
+DECISIONS = ("inserted", "higher_seq", "duplicate", "stale",
+             "producer_conflict_won", "producer_conflict_lost")
+
+
+def decision_log(contract: Contract = CURRENT) -> TableSpec:
+    """One row per valid record a silver write handled: did it win, against what, and why."""
+    types = {f.name: f.dataType for f in data_struct(contract).fields}
+    return TableSpec(
+        path="_gridlake/decisions",
+        schema=T.StructType([T.StructField(k, types[k], False) for k in contract.key] + _fields(
+            ("event_date", T.DateType(), False),
+            ("record_id", T.StringType(), False),
+            ("event_id", T.StringType()),
+            (contract.order_by, T.LongType()),
+            ("decision", T.StringType(), False),
+            ("won", T.BooleanType(), False),
+            ("winner_record_id", T.StringType()),
+            ("winner_event_id", T.StringType()),
+            ("winner_" + contract.order_by, T.LongType()),
+            ("run_id", T.StringType(), False),
+            ("batch_id", T.LongType(), False),
+            ("contract_version", T.IntegerType(), False),
+            ("silver_version_read", T.LongType()),
+            ("silver_version_written", T.LongType()),
+            ("decided_at", T.TimestampType(), False),
+        )),
+        partition_by=("event_date",),
+        key=(*contract.key, "record_id", "run_id", "batch_id"),
+        description="Upsert decisions: which record won each key a write touched, and why.",
+    )
+
+
+def erasure_log() -> TableSpec:
+    """Deletion certificates of `gridlake forget`: the only table that keeps an erased device id."""
+    return TableSpec(
+        path="_gridlake/erasures",
+        schema=T.StructType(_fields(
+            ("erasure_id", T.StringType(), False),
+            ("device_id", T.StringType(), False),
+            ("requested_at", T.TimestampType(), False),
+            ("finished_at", T.TimestampType(), False),
+            ("mode", T.StringType(), False),
+            ("rows_removed", T.LongType(), False),
+            ("files_removed", T.LongType(), False),
+            ("pending_vacuum_after", T.TimestampType()),
+            ("certificate", T.StringType(), False),
+        )),
+        key=("erasure_id",),
+        description="Deletion certificates: what an erasure removed, where, and when.",
+    )
+
+
+def quality_results() -> TableSpec:
+    """One row per expectation evaluated by a quality run: quality over time, queryable."""
+    return TableSpec(
+        path="_gridlake/quality_results",
+        schema=T.StructType(_fields(
+            ("run_id", T.StringType(), False),
+            ("checked_at", T.TimestampType(), False),
+            ("table", T.StringType(), False),
+            ("table_version", T.LongType()),
+            ("day", T.DateType()),
+            ("expectation", T.StringType(), False),
+            ("expectation_type", T.StringType(), False),
+            ("severity", T.StringType(), False),
+            ("success", T.BooleanType(), False),
+            ("observed_value", T.StringType()),
+            ("unexpected_count", T.LongType()),
+            ("unexpected_examples", T.StringType()),
+        )),
+        key=("run_id", "table", "day", "expectation"),
+        description="Data-quality results: every expectation of every `gridlake quality` run.",
+    )
+
+
 def core_tables(contract: Contract = CURRENT) -> tuple[TableSpec, ...]:
     return (bronze_telemetry(), quarantine_telemetry(), silver_readings(contract),
             gold_daily_device_rollups(), batch_log(), loaded_files(), reference_sites(),
-            gold_daily_site_rollups(contract), rollup_log())
+            gold_daily_site_rollups(contract), rollup_log(), decision_log(contract),
+            erasure_log(), quality_results())

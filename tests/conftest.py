@@ -31,3 +31,26 @@ def small_fleet(tmp_path_factory):
     out = tmp_path_factory.mktemp("fleet")
     assert main(["generate", "--out", str(out), *FLEET_ARGS]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_like_lake(spark, small_fleet, tmp_path_factory):
+    """Built as `make demo` builds one: stream, sites, rollup --changed, backfill, quality."""
+    from unittest import mock
+
+    import gridlake.session
+    from gridlake.cli import main
+
+    root = tmp_path_factory.mktemp("notebook-lake") / "lake"
+    steps = [
+        ["stream", "--source", f"files:{small_fleet / 'stream'}", "--lake", root,
+         "--available-now", "--max-files-per-trigger", "2"],
+        ["sites", "--lake", root, "load", small_fleet / "sites.csv"],
+        ["rollup", "--lake", root, "--changed"],
+        ["backfill", "--lake", root, small_fleet / "late"],
+        ["quality", "--lake", root],
+    ]
+    with mock.patch.object(gridlake.session, "spark_session", lambda **_: spark):
+        for argv in steps:
+            assert main([str(a) for a in argv]) == 0, argv
+    return root

@@ -1,8 +1,9 @@
 """`gridlake demo`: the whole flow on the embedded default, in one command.
 
 Generates a synthetic fleet, streams it into a lake (bronze, quarantine, silver), loads the
-late reports through the batch half, recomputes the days they touched, and prints the fleet's
-daily energy. Everything lands under `demo/` (or `--dir`); running it again is safe.
+late reports through the batch half, recomputes the days they touched, runs the data-quality
+suites and prints the fleet's daily energy. Everything lands under `demo/` (or `--dir`);
+running it again is safe.
 """
 
 from __future__ import annotations
@@ -39,19 +40,26 @@ def run(args: argparse.Namespace) -> int:
     from shared_schemas.tables import gold_daily_device_rollups
 
     fleet, lake_dir = args.dir / "fleet", args.dir / "lake"
-    _step(f"1/4 generate a fleet of {args.devices} devices over {args.days} days")
+    _step(f"1/6 generate a fleet of {args.devices} devices over {args.days} days")
     if main(["generate", "--out", str(fleet), "--devices", str(args.devices),
              "--days", str(args.days)]) != 0:
         return 1
-    _step("2/4 stream the live files into bronze, quarantine and silver")
+    _step("2/6 stream the live files into bronze, quarantine and silver")
     if main(["stream", "--source", f"files:{fleet / 'stream'}", "--lake", str(lake_dir),
              "--available-now", "--max-files-per-trigger", "2"]) != 0:
         return 1
-    _step("3/4 load the late reports and recompute the days they touched")
-    if main(["backfill", "--lake", str(lake_dir), "--sites", str(fleet / "sites.csv"),
-             str(fleet / "late")]) != 0:
+    _step("3/6 roll up the days the stream changed (what the Dagster schedule does)")
+    if main(["sites", "--lake", str(lake_dir), "load", str(fleet / "sites.csv")]) != 0:
         return 1
-    _step("4/4 the fleet's daily energy (kWh) from gold/daily_device_rollups")
+    if main(["rollup", "--lake", str(lake_dir), "--changed"]) != 0:
+        return 1
+    _step("4/6 load the late reports and recompute the days they touched")
+    if main(["backfill", "--lake", str(lake_dir), str(fleet / "late")]) != 0:
+        return 1
+    _step("5/6 check data quality with the Great Expectations suites")
+    if main(["quality", "--lake", str(lake_dir)]) != 0:
+        return 1
+    _step("6/6 the fleet's daily energy (kWh) from gold/daily_device_rollups")
     spark = spark_session(app_name="gridlake-demo")
     lake = open_lake(str(lake_dir), spark=spark)
     gold = spark.read.format("delta").load(lake.path(gold_daily_device_rollups()))

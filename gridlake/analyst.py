@@ -1,0 +1,202 @@
+"""One import for notebooks: every lake table by name, through Spark SQL or through pandas.
+
+`connect()` opens the lake named by `GRIDLAKE_LAKE` (else the demo lake; or the root given). Two ways in, with the
+same answers:
+
+- the light path, without a JVM: `lake.pandas(name)` reads a table with delta-rs into pandas,
+  at any version (`version=` for time travel); `lake.history(name)` lists its commits;
+- Spark: `lake.spark` starts a SparkSession on first use and registers every table of the lake
+  in its catalog under its name (`gold.daily_device_rollups`, `silver.readings`, ...), so
+  `lake.sql("select ...")` and `lake.spark.table(name)` work; `lake.table(name, version=)`
+  time-travels too.
+
+Example:
+    >>> from gridlake.analyst import connect
+    >>> lake = connect()                                                  # doctest: +SKIP
+    >>> lake.pandas("gold.daily_device_rollups").groupby("day").energy_import_wh.sum()
+    >>> lake.sql("select day, sum(samples) from gold.daily_device_rollups group by day")
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+
+from gridlake.errors import BadArgumentError
+from shared_schemas.tables import TableSpec, core_tables
+
+
+def table_specs() -> dict[str, TableSpec]:
+    """Every table a lake can hold, by its catalog name (`layer.table`)."""
+    return {spec.name: spec for spec in core_tables()}
+
+
+def _spec(name: str) -> TableSpec:
+    specs = table_specs()
+    if name not in specs:
+        raise BadArgumentError(f"there is no lake table named {name!r}; the tables are "
+                               f"{', '.join(sorted(specs))}")
+    return specs[name]
+
+
+def register_tables(spark, root: str) -> list[str]:
+    """Register every existing table under `root` in Spark's catalog by name; returns the names.
+
+    Tables are external (their data stays in the lake); registering again points the names
+    at this lake, whichever lake they named before.
+    """
+    from batch.lake_state import delta_table
+    from gridlake.lake import Lake
+
+    lake, names = Lake(root), []
+    for name, spec in sorted(table_specs().items()):
+        if delta_table(root, spec) is None:
+            continue
+        database, _, table = name.partition(".")
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")  # names from the specs only
+        if spark.catalog.tableExists(table, database):
+            spark.sql(f"DROP TABLE `{database}`.`{table}`")  # external: only the name goes
+        spark.catalog.createTable(name, path=lake.path(spec), source="delta")
+        names.append(name)
+    return names
+
+
+@dataclass
+class AnalystLake:
+    """A lake opened for analysis; see the module's docstring."""
+
+    root: str
+    _spark: object = field(default=None, repr=False)
+
+    def tables(self) -> list[str]:
+        """The names of the tables this lake holds now."""
+        from batch.lake_state import delta_table
+
+        return [name for name, spec in sorted(table_specs().items())
+                if delta_table(self.root, spec) is not None]
+
+    def _delta(self, name: str, version: int | None = None):
+        from batch.lake_state import delta_table
+
+        table = delta_table(self.root, _spec(name), version)
+        if table is None:
+            raise BadArgumentError(f"the lake at {self.root} has no table {name} yet")
+        return table
+
+    def pandas(self, name: str, version: int | None = None, columns: list[str] | None = None,
+               filters: list[tuple] | None = None):
+        """A table (at `version`) as a pandas DataFrame, read by delta-rs: no JVM.
+
+        Parameters:
+            name: catalog name, e.g. `gold.daily_device_rollups`.
+            version: a Delta version to time-travel to (default: the latest).
+            columns: only these columns.
+            filters: delta-rs/pyarrow filters, e.g. `[("device_id", "=", "D00001")]`; values
+                are data, never SQL.
+        """
+        return self._delta(name, version).to_pandas(columns=columns, filters=filters)
+
+    def history(self, name: str):
+        """A table's commits, newest first: version, timestamp, operation, parameters, metrics."""
+        import pandas as pd
+
+        commits = pd.DataFrame(self._delta(name).history())
+        if "timestamp" in commits:
+            commits["timestamp"] = pd.to_datetime(commits["timestamp"], unit="ms", utc=True)
+        return commits
+
+    def version(self, name: str) -> int:
+        """A table's latest Delta version."""
+        return self._delta(name).version()
+
+    @property
+    def spark(self):
+        """A SparkSession with every table of the lake registered by name (started on first use)."""
+        if self._spark is None:
+            from gridlake.session import spark_session
+
+            warehouse = tempfile.mkdtemp(prefix="gridlake-catalog-")
+            self._spark = spark_session(app_name="gridlake-notebook", extra_conf={
+                "spark.sql.warehouse.dir": warehouse, "spark.ui.showConsoleProgress": "false"})
+            register_tables(self._spark, self.root)
+        return self._spark
+
+    def sql(self, query: str, **params):
+        """Spark SQL over the lake's tables; values go in as named parameters (`:device`)."""
+        return self.spark.sql(query, args=params or None)
+
+    def trace(self, device_id: str, day=None, ts=None):
+        """Where a gold number came from: `gridlake lineage --device --day [--ts]` as an object.
+
+        Returns a `gridlake.lineage.DayLineage`: the gold row, the silver version it was
+        computed from, and every reading behind it with its source coordinates and writer.
+        """
+        import datetime as dt
+
+        from gridlake.lake import Lake
+        from gridlake.lineage import parse_timestamp, trace_day
+
+        day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+        ts = parse_timestamp(ts) if isinstance(ts, str) else ts
+        return trace_day(self.spark, Lake(self.root), device_id, day, ts)
+
+    def impact(self, source: str):
+        """What a source range changed: `gridlake lineage --impact SOURCE` as an object.
+
+        `source` is a late-report or landing file, or `kafka:TOPIC:PARTITION:FROM-TO`.
+        """
+        from gridlake.lake import Lake
+        from gridlake.lineage import parse_source, source_impact
+
+        return source_impact(self.spark, Lake(self.root), parse_source(source, self.spark))
+
+    def quarantine(self, reason: str | None = None, examples: int = 3):
+        """The open quarantine by reason code, most frequent first (`gridlake quarantine list`)."""
+        from batch.quarantine import quarantine_groups
+        from gridlake.lake import Lake
+
+        return quarantine_groups(self.spark, Lake(self.root), reason=reason, examples=examples)
+
+    def table(self, name: str, version: int | None = None):
+        """A table as a Spark DataFrame (at `version`)."""
+        _spec(name)
+        if version is None:
+            return self.spark.table(name)
+        from gridlake.lake import Lake
+
+        return (self.spark.read.format("delta").option("versionAsOf", version)
+                .load(Lake(self.root).path(_spec(name))))
+
+
+def default_root() -> str:
+    """`GRIDLAKE_LAKE`; else the lake of `make demo` when there is one; else `lake/`."""
+    import os
+
+    from gridlake.lake import MARKER, default_lake_root
+    from gridlake.session import REPO_ROOT
+
+    demo = REPO_ROOT / "demo" / "lake"
+    if "GRIDLAKE_LAKE" not in os.environ and (demo / MARKER).is_file():
+        return str(demo)
+    return default_lake_root()
+
+
+def connect(root: str | None = None) -> AnalystLake:
+    """Open the lake at `root` (default: `default_root()`) for analysis, without starting Spark.
+
+    Example:
+        >>> lake = connect("demo/lake")                                  # doctest: +SKIP
+        >>> lake.tables()
+        ['bronze.telemetry', 'gold.daily_device_rollups', ...]
+    """
+    from gridlake.lake import MARKER, Lake, read_text
+
+    root = root or default_root()
+    if "://" not in root:
+        from pathlib import Path
+
+        root = str(Path(root).resolve())
+        if read_text(Lake(root).path(MARKER)) is None:
+            raise BadArgumentError(f"{root} is not a gridlake lake (no {MARKER}); run "
+                                   "`make demo` or point GRIDLAKE_LAKE at a lake")
+    return AnalystLake(root)
