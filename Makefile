@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup jars test lint demo bench-stream bench-batch notebooks lab chaos clean
+.PHONY: setup jars test test-long lint demo bench-stream bench-batch notebooks lab chaos clean
 
 setup: $(VENV)/.installed jars
 
@@ -29,7 +29,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
 test: setup lint
-	$(BIN)/python -m pytest -m "not slow and not cluster" -p no:cacheprovider
+	$(BIN)/python -m pytest -m "not slow and not cluster and not long" -p no:cacheprovider
+
+# End-to-end runs too long for make test (the GDPR erasure with its vacuums and byte scan).
+test-long: setup
+	$(BIN)/python -m pytest -m long -p no:cacheprovider
 
 # The same jobs on a Spark standalone cluster and on an S3-compatible server (both started by
 # the tests' fixtures, on 127.0.0.1).

@@ -23,6 +23,22 @@ FLEET_ARGS = ["--devices", "6", "--days", "1", "--interval-minutes", "15", "--se
               "--conflicts", "0.02", "--late-devices", "0.34", "--corrupt", "0.05"]
 
 
+@pytest.fixture
+def cli(spark, monkeypatch, capsys):
+    """Run `gridlake ...` in-process on the test session; returns (status, stdout, stderr)."""
+    import gridlake.session
+    from gridlake.cli import main
+
+    monkeypatch.setattr(gridlake.session, "spark_session", lambda **_: spark)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def small_fleet(tmp_path_factory):
     """A small generated fleet (stream/, late/, sites.csv), shared read-only by the tests."""

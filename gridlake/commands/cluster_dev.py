@@ -9,13 +9,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
-import tempfile
-import threading
 from pathlib import Path
 
 from gridlake.commands._args import positive_int
+from gridlake.commands._foreground import run_until_stopped
 
 
 def register(subparsers) -> None:
@@ -39,27 +36,18 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from gridlake.cluster import ClusterError, StandaloneCluster
 
-    # SIGINT and SIGTERM only set a flag, so the daemons are always stopped in order, even
-    # when the signal arrives while they are still starting.
-    stop = threading.Event()
-    handlers = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    folder = args.dir or Path(tempfile.mkdtemp(prefix="gridlake-cluster-"))
-    try:
-        with StandaloneCluster(folder, workers=args.workers, cores=args.cores,
-                               memory=args.memory) as cluster:
-            print(f"Spark standalone cluster ready: master {cluster.master_url} "
-                  f"(UI {cluster.web_url}), {args.workers} worker(s) of {args.cores} core(s) "
-                  f"and {args.memory}; logs in {folder}. Ctrl-C to stop.", flush=True)
-            print(f"  export GRIDLAKE_SPARK_MASTER={cluster.master_url}", flush=True)
-            while not stop.wait(0.5):
-                if not cluster.running:
-                    raise ClusterError(
-                        f"a daemon of the Spark cluster stopped unexpectedly; see {folder}")
-        print("Spark cluster stopped.", flush=True)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        if args.dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
-    return 0
+    def ready(cluster, folder: Path) -> None:
+        print(f"Spark standalone cluster ready: master {cluster.master_url} "
+              f"(UI {cluster.web_url}), {args.workers} worker(s) of {args.cores} core(s) "
+              f"and {args.memory}; logs in {folder}. Ctrl-C to stop.", flush=True)
+        print(f"  export GRIDLAKE_SPARK_MASTER={cluster.master_url}", flush=True)
+
+    def failure(cluster, folder: Path) -> Exception | None:
+        return None if cluster.running else ClusterError(
+            f"a daemon of the Spark cluster stopped unexpectedly; see {folder}")
+
+    return run_until_stopped(
+        args.dir, "gridlake-cluster-",
+        lambda folder: StandaloneCluster(folder, workers=args.workers, cores=args.cores,
+                                         memory=args.memory),
+        ready, failure, "Spark cluster stopped.")

@@ -8,13 +8,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
-import tempfile
-import threading
 from pathlib import Path
 
 from gridlake.commands._args import positive_int
+from gridlake.commands._foreground import run_until_stopped
 
 
 def register(subparsers) -> None:
@@ -35,27 +32,17 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from streaming.kafka_broker import BrokerError, KafkaBroker
 
-    # SIGINT and SIGTERM only set a flag, so the broker is always stopped in order, even when
-    # the signal arrives while it is still starting.
-    stop = threading.Event()
-    handlers = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    folder = args.dir or Path(tempfile.mkdtemp(prefix="gridlake-kafka-"))
-    try:
-        with KafkaBroker(folder, port=args.port, num_partitions=args.partitions) as broker:
-            print(f"Kafka broker ready at {broker.bootstrap} (data in {folder}, log in "
-                  f"{broker.log_file}); Ctrl-C to stop.", flush=True)
-            print(f"  e.g. gridlake produce --from OUT/stream "
-                  f"--to kafka:{broker.bootstrap}/telemetry", flush=True)
-            while not stop.wait(0.5):
-                if not broker.running:
-                    raise BrokerError(
-                        f"the Kafka broker stopped unexpectedly; see {broker.log_file}"
-                    )
-        print("Kafka broker stopped.", flush=True)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        if args.dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
-    return 0
+    def ready(broker, folder: Path) -> None:
+        print(f"Kafka broker ready at {broker.bootstrap} (data in {folder}, log in "
+              f"{broker.log_file}); Ctrl-C to stop.", flush=True)
+        print(f"  e.g. gridlake produce --from OUT/stream "
+              f"--to kafka:{broker.bootstrap}/telemetry", flush=True)
+
+    def failure(broker, folder: Path) -> Exception | None:
+        return None if broker.running else BrokerError(
+            f"the Kafka broker stopped unexpectedly; see {broker.log_file}")
+
+    return run_until_stopped(
+        args.dir, "gridlake-kafka-",
+        lambda folder: KafkaBroker(folder, port=args.port, num_partitions=args.partitions),
+        ready, failure, "Kafka broker stopped.")

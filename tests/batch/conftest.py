@@ -14,22 +14,6 @@ def lake(spark, tmp_path):
     return open_lake(str(tmp_path / "lake"), create=True, spark=spark)
 
 
-@pytest.fixture
-def cli(spark, monkeypatch, capsys):
-    """Run `gridlake ...` in-process on the test session; returns (status, stdout, stderr)."""
-    import gridlake.session
-    from gridlake.cli import main
-
-    monkeypatch.setattr(gridlake.session, "spark_session", lambda **_: spark)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = main([str(a) for a in argv])
-        out = capsys.readouterr()
-        return status, out.out, out.err
-
-    return run
-
-
 def table(spark, lake, path: str, version: int | None = None):
     reader = spark.read.format("delta")
     if version is not None:

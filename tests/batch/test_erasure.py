@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from pyspark.sql import functions as F
 
 from batch.late_reports import backfill
@@ -60,6 +61,7 @@ def others(spark, lake, device: str):
     return silver, gold
 
 
+@pytest.mark.long
 def test_forget_erases_every_trace_and_leaves_others_alone(spark, lake, cli, small_fleet):
     backfill(spark, lake, [small_fleet / "stream", small_fleet / "late"])
     load_sites(spark, lake, small_fleet / "sites.csv")

@@ -97,21 +97,6 @@ def test_a_reading_shows_every_decision_made_for_its_key(spark, traced):
         (winner.path, winner.line)]
 
 
-@pytest.fixture
-def cli(spark, monkeypatch, capsys):
-    import gridlake.session
-    from gridlake.cli import main
-
-    monkeypatch.setattr(gridlake.session, "spark_session", lambda **_: spark)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = main([str(a) for a in argv])
-        out = capsys.readouterr()
-        return status, out.out, out.err
-
-    return run
-
-
 def test_json_output_is_valid_and_the_table_names_every_reading(traced, cli):
     lake, _, truth, _ = traced
     device, day = min(_by_day(truth))
