@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import random
 import shutil
@@ -42,6 +41,7 @@ from benchmarks.bench_stream import (
     MASTER,
     RESULTS_DIR,
     StepRecorder,
+    finish,
     machine,
     run_pipeline,
     say,
@@ -159,24 +159,25 @@ def build_lake(spark, root: Path, options: BatchBenchOptions):
 # -- the measurements ---------------------------------------------------------------------------
 
 def gold_commit(spark, lake, run_id: str) -> dict:
-    """What the rollup run `run_id` wrote to gold, from the Delta history of both gold tables."""
+    """What the rollup run `run_id` wrote to gold: its commit (found by `commit_version`, the
+    run id in the commit's user metadata) and the days whose rows carry its run id."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
+    from batch.delta_io import commit_version
     from shared_schemas.tables import gold_daily_device_rollups, gold_daily_site_rollups
 
     out = {}
     for name, spec in (("device", gold_daily_device_rollups()),
                        ("site", gold_daily_site_rollups())):
         path = lake.path(spec)
-        history = (DeltaTable.forPath(spark, path).history(20)
-                   .where(F.col("operation").isin("WRITE", "MERGE", "DELETE"))
-                   .orderBy(F.col("version").desc()))
-        days = (spark.read.format("delta").load(path).where(F.col("run_id") == run_id)
-                .select("day" if name == "device" else "local_day").distinct().count())
-        last = history.first()
-        metrics = dict(last["operationMetrics"] or {}) if last else {}
-        out[name] = {"days_written": days, "last_commit_version": last["version"] if last else None,
+        version = commit_version(spark, path, run_id)
+        commit = (DeltaTable.forPath(spark, path).history(50)
+                  .where(F.col("version") == F.lit(version)).first()) if version is not None else None
+        metrics = dict(commit["operationMetrics"] or {}) if commit else {}
+        days = (spark.read.format("delta").load(path).where(F.col("run_id") == F.lit(run_id))
+                .select(spec.partition_by[0]).distinct().count())
+        out[name] = {"days_written": days, "commit_version": version,
                      "files_added": int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
                      "files_removed": int(metrics.get("numRemovedFiles", 0)),
                      "rows_written": int(metrics.get("numOutputRows", 0))}
@@ -362,16 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         m.update(run_rollups(spark, lake, options, work))
         m["throughput"] = run_throughput(spark, work, options)
     finally:
-        results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        results["machine"]["load_average_at_end"] = list(os.getloadavg())
         results["summary"] = summarize(m)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "batch.json").write_text(json.dumps(results, indent=2, default=str) + "\n",
-                                            encoding="utf-8")
-        (out_dir / "batch.md").write_text(markdown(results), encoding="utf-8")
-        say(f"wrote {out_dir / 'batch.json'} and {out_dir / 'batch.md'}")
-        shutil.rmtree(work, ignore_errors=True)
-        spark.stop()
+        finish(results, out_dir, "batch", markdown, work, spark)
     print(markdown(results))
     return 0
 

@@ -963,23 +963,21 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"(a) ceiling run {i + 1}: {run['seconds']:.1f} s, "
                     f"{events / run['seconds']:,.0f} events/s")
             if i < options.pipeline_repeats:
-                recorder.events.clear()
-                run = run_pipeline(spark, landing, work, events,
-                                   options.max_files_per_trigger, recorder)
-                m["pipeline"]["runs"].append(run)
-                say(f"(b) pipeline run {i + 1}: {run['seconds']:.1f} s, "
-                    f"{events / run['seconds']:,.0f} events/s, {run['batches']} batches, "
-                    f"{run['spark_jobs']} Spark jobs, commits {run['delta_commits']}")
+                variants = [("pipeline", "(b) pipeline", contextlib.nullcontext())]
                 if options.decision_log_off:
                     from gridlake.ingest import DECISION_LOG_SETTING
 
+                    variants.append(("pipeline_no_decisions",
+                                     "(b') pipeline without the decision log",
+                                     env_setting(DECISION_LOG_SETTING, "off")))
+                for key, label, setting in variants:
                     recorder.events.clear()
-                    with env_setting(DECISION_LOG_SETTING, "off"):
+                    with setting:
                         run = run_pipeline(spark, landing, work, events,
                                            options.max_files_per_trigger, recorder)
-                    m["pipeline_no_decisions"]["runs"].append(run)
-                    say(f"(b') pipeline without the decision log, run {i + 1}: "
-                        f"{run['seconds']:.1f} s, {events / run['seconds']:,.0f} events/s, "
+                    m[key]["runs"].append(run)
+                    say(f"{label} run {i + 1}: {run['seconds']:.1f} s, "
+                        f"{events / run['seconds']:,.0f} events/s, {run['batches']} batches, "
                         f"{run['spark_jobs']} Spark jobs, commits {run['delta_commits']}")
         if options.tuned_snapshot_partitions:
             recorder.events.clear()
@@ -1001,18 +999,24 @@ def main(argv: list[str] | None = None) -> int:
         if options.silver_rows:
             m["merge"] = run_merge_scaling(spark, work, options, recorder)
     finally:
-        results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        results["machine"]["load_average_at_end"] = list(os.getloadavg())
         results["summary"] = summarize(results) if m else {}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "stream.json").write_text(json.dumps(results, indent=2, default=str) + "\n",
-                                             encoding="utf-8")
-        (out_dir / "stream.md").write_text(markdown(results), encoding="utf-8")
-        say(f"wrote {out_dir / 'stream.json'} and {out_dir / 'stream.md'}")
-        shutil.rmtree(work, ignore_errors=True)
-        spark.stop()
+        finish(results, out_dir, "stream", markdown, work, spark)
     print(markdown(results))
     return 0
+
+
+def finish(results: dict, out_dir: Path, name: str, render: Callable[[dict], str], work: Path,
+           spark) -> None:
+    """Stamp the end of a run, write `name`.json and `name`.md, drop the work folder and Spark."""
+    results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    results["machine"]["load_average_at_end"] = list(os.getloadavg())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n",
+                                         encoding="utf-8")
+    (out_dir / f"{name}.md").write_text(render(results), encoding="utf-8")
+    say(f"wrote {out_dir / f'{name}.json'} and {out_dir / f'{name}.md'}")
+    shutil.rmtree(work, ignore_errors=True)
+    spark.stop()
 
 
 def run_merge_scaling(spark, work: Path, options: BenchOptions, recorder: StepRecorder) -> dict:

@@ -39,26 +39,30 @@ def _spec(name: str) -> TableSpec:
     return specs[name]
 
 
+def existing_tables(root: str) -> dict[str, TableSpec]:
+    """The tables the lake under `root` holds now, by catalog name (read by delta-rs)."""
+    from batch.lake_state import delta_table
+
+    return {name: spec for name, spec in sorted(table_specs().items())
+            if delta_table(root, spec) is not None}
+
+
 def register_tables(spark, root: str) -> list[str]:
     """Register every existing table under `root` in Spark's catalog by name; returns the names.
 
     Tables are external (their data stays in the lake); registering again points the names
     at this lake, whichever lake they named before.
     """
-    from batch.lake_state import delta_table
     from gridlake.lake import Lake
 
-    lake, names = Lake(root), []
-    for name, spec in sorted(table_specs().items()):
-        if delta_table(root, spec) is None:
-            continue
+    lake, found = Lake(root), existing_tables(root)
+    for name, spec in found.items():
         database, _, table = name.partition(".")
         spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")  # names from the specs only
-        if spark.catalog.tableExists(table, database):
+        if spark.catalog.tableExists(name):
             spark.sql(f"DROP TABLE `{database}`.`{table}`")  # external: only the name goes
         spark.catalog.createTable(name, path=lake.path(spec), source="delta")
-        names.append(name)
-    return names
+    return list(found)
 
 
 @dataclass
@@ -68,12 +72,14 @@ class AnalystLake:
     root: str
     _spark: object = field(default=None, repr=False)
 
+    def _lake(self):
+        from gridlake.lake import Lake
+
+        return Lake(self.root)
+
     def tables(self) -> list[str]:
         """The names of the tables this lake holds now."""
-        from batch.lake_state import delta_table
-
-        return [name for name, spec in sorted(table_specs().items())
-                if delta_table(self.root, spec) is not None]
+        return list(existing_tables(self.root))
 
     def _delta(self, name: str, version: int | None = None):
         from batch.lake_state import delta_table
@@ -105,10 +111,6 @@ class AnalystLake:
             commits["timestamp"] = pd.to_datetime(commits["timestamp"], unit="ms", utc=True)
         return commits
 
-    def version(self, name: str) -> int:
-        """A table's latest Delta version."""
-        return self._delta(name).version()
-
     @property
     def spark(self):
         """A SparkSession with every table of the lake registered by name (started on first use)."""
@@ -133,39 +135,33 @@ class AnalystLake:
         """
         import datetime as dt
 
-        from gridlake.lake import Lake
         from gridlake.lineage import parse_timestamp, trace_day
 
         day = dt.date.fromisoformat(day) if isinstance(day, str) else day
         ts = parse_timestamp(ts) if isinstance(ts, str) else ts
-        return trace_day(self.spark, Lake(self.root), device_id, day, ts)
+        return trace_day(self.spark, self._lake(), device_id, day, ts)
 
     def impact(self, source: str):
         """What a source range changed: `gridlake lineage --impact SOURCE` as an object.
 
         `source` is a late-report or landing file, or `kafka:TOPIC:PARTITION:FROM-TO`.
         """
-        from gridlake.lake import Lake
         from gridlake.lineage import parse_source, source_impact
 
-        return source_impact(self.spark, Lake(self.root), parse_source(source, self.spark))
+        return source_impact(self.spark, self._lake(), parse_source(source, self.spark))
 
     def quarantine(self, reason: str | None = None, examples: int = 3):
         """The open quarantine by reason code, most frequent first (`gridlake quarantine list`)."""
         from batch.quarantine import quarantine_groups
-        from gridlake.lake import Lake
 
-        return quarantine_groups(self.spark, Lake(self.root), reason=reason, examples=examples)
+        return quarantine_groups(self.spark, self._lake(), reason=reason, examples=examples)
 
     def table(self, name: str, version: int | None = None):
         """A table as a Spark DataFrame (at `version`)."""
-        _spec(name)
+        path = self._lake().path(_spec(name))
         if version is None:
             return self.spark.table(name)
-        from gridlake.lake import Lake
-
-        return (self.spark.read.format("delta").option("versionAsOf", version)
-                .load(Lake(self.root).path(_spec(name))))
+        return self.spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
 def default_root() -> str:
