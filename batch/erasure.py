@@ -48,6 +48,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from batch.reprocess import BRONZE_KEY
 from batch.rollups import rollup_changed
 from gridlake.errors import BadArgumentError
 from gridlake.lake import Lake, hadoop_fs, table_version
@@ -64,8 +65,6 @@ from shared_schemas.tables import (
 
 REDACTED = "[erased]"
 NOW, RETENTION = "now", "retention"
-# Bronze and quarantine rows are identified by the record and the write that read it.
-RAW_KEY = ("record_id", "run_id", "batch_id")
 # Columns holding ids of other things, never redacted (another device's id stays whole).
 ID_COLUMNS = ("device_id", "site_id")
 DEFAULT_RETENTION = dt.timedelta(days=7)  # Delta's delta.deletedFileRetentionDuration default
@@ -297,7 +296,7 @@ def _delete_rows(spark, spec: TableSpec, path: str, device_frame: DataFrame,
     if "device_id" in columns and "payload" not in columns:
         source, on = device_frame, F.col("t.device_id") == F.col("s._device")
     else:
-        keys = [c for c in RAW_KEY if c in columns] or list(spec.key)
+        keys = [c for c in BRONZE_KEY if c in columns] or list(spec.key)
         source = matched.select(*keys).distinct()
         on = reduce(lambda a, b: a & b,
                     [F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in keys])
@@ -489,9 +488,4 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
     certificate.finished_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     _write_certificate(spark, lake, certificate)
     return certificate
-
-
-def certificates(spark, lake: Lake) -> DataFrame:
-    """The audit table of erasures (one row per `forget`, the certificate as JSON)."""
-    return spark.read.format("delta").load(lake.path(erasure_log()))
 

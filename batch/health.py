@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.delta_io import read_at
+from batch.reprocess import BRONZE_KEY
 from gridlake.lake import Lake, table_version
 from shared_schemas import CURRENT, Contract
 from shared_schemas.spark import parse_and_validate
@@ -33,7 +34,6 @@ from shared_schemas.tables import (
 IN_SILVER, DUPLICATE_OR_STALE = "in_silver", "duplicate_or_stale"
 QUARANTINED, UNACCOUNTED = "quarantined", "unaccounted"
 OUTCOMES = (IN_SILVER, DUPLICATE_OR_STALE, QUARANTINED, UNACCOUNTED)
-BRONZE_KEY = ("record_id", "run_id", "batch_id")
 
 
 def bronze_outcomes(quarantine: DataFrame, silver: DataFrame, contract: Contract = CURRENT

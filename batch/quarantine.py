@@ -43,7 +43,6 @@ from shared_schemas.spark import parse_and_validate
 from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
 
 REPLAYED = "replayed"
-STATUSES = (OPEN, REPLAYED, "reprocessed", "superseded")
 PAYLOAD_PREVIEW = 120
 
 
@@ -223,13 +222,15 @@ def known_codes(contract: Contract = CURRENT) -> list[str]:
     return sorted({r.code for r in rules_for(contract)})
 
 
-def _selection_id(entries: DataFrame) -> tuple[int, str | None]:
-    """How many entries are selected, and a digest of their bronze keys (order-independent)."""
+def _selection_id(entries: DataFrame) -> tuple[int, str | None, list[dt.date]]:
+    """How many entries are selected, a digest of their bronze keys (order-independent), and
+    their ingest dates (the bronze partitions that hold their records)."""
     key = F.concat_ws("\t", *[F.col(c).cast("string") for c in BRONZE_KEY])
     row = entries.agg(F.count(F.lit(1)).alias("n"),
                       F.sha2(F.concat_ws("\n", F.array_sort(F.collect_set(key))), 256)
-                      .alias("digest")).first()
-    return row["n"], (row["digest"] if row["n"] else None)
+                      .alias("digest"),
+                      F.collect_set("ingest_date").alias("ingest_dates")).first()
+    return row["n"], (row["digest"] if row["n"] else None), sorted(row["ingest_dates"])
 
 
 def _update_quarantine(spark, lake: Lake, source: DataFrame, run_id: str, at: dt.datetime,
@@ -272,7 +273,7 @@ def replay(spark, lake: Lake, reason: str | None = None, ids: Iterable[str] | No
     at = dt.datetime.now(dt.UTC)
     entries = (spark.read.format("delta").load(lake.path(quarantine_telemetry()))
                .transform(selected(OPEN, reason, ids)))
-    count, digest = _selection_id(entries)
+    count, digest, ingest_dates = _selection_id(entries)
     run_id = f"replay-{digest[:16] if digest else 'none'}-v{contract.version}"
     result = ReplayResult(run_id, contract.version, selected=count)
     if not count:
@@ -281,13 +282,14 @@ def replay(spark, lake: Lake, reason: str | None = None, ids: Iterable[str] | No
     spec = bronze_telemetry()
     keys = entries.select(*BRONZE_KEY).distinct()
     validated = (spark.read.format("delta").load(lake.path(spec))
+                 .where(F.col("ingest_date").isin(*ingest_dates))  # only those partitions
                  .join(keys, list(BRONZE_KEY), "left_semi")
                  .transform(parse_and_validate(contract))
                  .persist(StorageLevel.MEMORY_AND_DISK))
     try:
         current = entries.select(*[F.col(c).alias(f"_k_{c}") for c in BRONZE_KEY],
                                  F.array_sort("reason_codes").alias("_old"))
-        source = outcomes(validated).persist(StorageLevel.MEMORY_AND_DISK)
+        source = outcomes(validated)  # a projection of the cached `validated`
         counts = (source.join(current, [f"_k_{c}" for c in BRONZE_KEY], "left")
                   .agg(F.count(F.when(F.col("_valid"), 1)).alias("passed"),
                        F.count(F.when(~F.col("_valid"), 1)).alias("failing"),
@@ -307,7 +309,6 @@ def replay(spark, lake: Lake, reason: str | None = None, ids: Iterable[str] | No
             _update_quarantine(spark, lake, source, run_id, at, contract)
             result.versions["quarantine/telemetry"] = table_version(
                 spark, lake.path(quarantine_telemetry()))
-        source.unpersist()
     finally:
         validated.unpersist()
 

@@ -41,7 +41,6 @@ from batch.rollups import RollupResult, day_range, recompute
 from gridlake.ingest import (
     BatchResult,
     WriteContext,
-    decision_log_enabled,
     latest_per_key,
     log_decisions,
     merge_into_silver,
@@ -206,9 +205,9 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
                                             merge_schema=True),
                       f"silver rebuild of {run_id}")
         result.versions["silver/readings"] = commit_version(spark, silver_path, run_id)
-        if decision_log_enabled():  # a rebuild replaces the dates: each key starts afresh
-            log_decisions(spark, lake, candidates, ctx, contract,
-                          silver_written=result.versions["silver/readings"])
+        # A rebuild replaces the dates: each key starts afresh (no stored row).
+        log_decisions(spark, lake, candidates, ctx, contract,
+                      silver_written=result.versions["silver/readings"])
 
         newer = _new_bronze(spark, bronze_path, snapshot)
         if newer is not None:

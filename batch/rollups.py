@@ -41,7 +41,16 @@ from batch.delta_io import (
 )
 from gridlake.errors import BadArgumentError
 from gridlake.lake import Lake, table_version
-from gridlake.quality import Gate, QualityFailure, failure_sentence, gate_rows, without_dropped
+from gridlake.quality import (
+    Gate,
+    QualityFailure,
+    failure_sentence,
+    gate_result_rows,
+    gate_rows,
+    without_dropped,
+    write_results,
+)
+from gridlake.quality import log as quality_log
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.expectations import DROP, FAIL, WARN, expectations_for
@@ -258,35 +267,19 @@ def _gated(spark, lake: Lake, result: RollupResult, spec, column: str, days: lis
            build: Callable[[list[dt.date]], DataFrame]
            ) -> tuple[list[dt.date], Callable[[list[dt.date]], DataFrame]]:
     """Check the rows of `days` against the table's expectations before they are written:
-    the days to publish (no fail-level violation) and the builder without drop-level rows."""
-    import logging
-
+    the days to publish (no fail-level violation) and the builder without drop-level rows.
+    Failures are stored in the quality results (a clean gate writes nothing)."""
     expectations = expectations_for(spec.path)
     gate = gate_rows(build(days), expectations, column, key=spec.key)
     result.quality[spec.path] = gate
-    log = logging.getLogger("gridlake.quality")
     for outcome in gate.failed_at(WARN) + gate.failed_at(DROP):
-        log.warning("%s of %s (%s): %s, e.g. %s", outcome.name, result.run_id, outcome.severity,
-                    outcome.observed, outcome.examples_text())
-    if gate.failed:
-        _record_gate(spark, lake, result, spec.path, gate)
+        quality_log.warning("%s of %s (%s): %s, e.g. %s", outcome.name, result.run_id,
+                            outcome.severity, outcome.observed, outcome.examples_text())
+    write_results(spark, lake, gate_result_rows(gate, result.run_id, spec.path,
+                                                dt.datetime.now(dt.UTC)))
     drop = without_dropped(expectations)
     return ([d for d in days if d not in gate.fail_days],
             lambda todo: build(todo).transform(drop))
-
-
-def _record_gate(spark, lake: Lake, result: RollupResult, table: str, gate: Gate) -> None:
-    """Store the gate's failures in the quality results (a clean gate writes nothing)."""
-    from gridlake.quality import write_results
-
-    now = dt.datetime.now(dt.UTC)
-    write_results(spark, lake, [
-        {"run_id": result.run_id, "checked_at": now, "table": table,
-         "table_version": None, "day": day, "expectation": o.name,
-         "expectation_type": o.expectation.kind, "severity": o.severity, "success": False,
-         "observed_value": o.observed, "unexpected_count": o.unexpected_count,
-         "unexpected_examples": o.examples_text()}
-        for o in gate.failed for day in (o.days or [None])])
 
 
 def _replace_days(spark, path: str, column: str, days: list[dt.date], version: int,

@@ -59,6 +59,7 @@ class StandaloneCluster:
         cores: cores each worker offers.
         memory: memory each worker offers to executors (Spark's size syntax, e.g. `1g`).
         ready_timeout: seconds to wait for the master and every worker to register.
+        stop_timeout: seconds `stop` waits after SIGTERM for each daemon before killing it.
     """
 
     def __init__(self, dir: str | os.PathLike[str], workers: int = 2, cores: int = 1,

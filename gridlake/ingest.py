@@ -304,8 +304,10 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
         return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
 
     changed = guarded_write(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
-    # A replayed batch whose MERGE was committed already logged its decisions; the silver it
-    # would be classified against now is the result, not the input, so it is not logged again.
+    # A replayed batch whose MERGE was committed is not logged: the silver it would be
+    # classified against now is the result, not the input. (So a crash between the MERGE and
+    # the log append leaves that batch unlogged.) The switch is checked here too, so a
+    # switched-off log costs no time-travel read.
     if decision_log_enabled() and versions["written"] is not None:
         stored = (spark.read.format("delta").option("versionAsOf", versions["read"])
                   .load(path).where(F.col("event_date").isin(*event_dates)))
@@ -321,7 +323,10 @@ def log_decisions(spark, lake: Lake, candidates: DataFrame, ctx: WriteContext,
 
     `stored` is silver as the write read it (time travel to `silver_read`); None for a write
     that replaced what was there (a reprocess rebuild), where every key's winner is inserted.
+    Does nothing when `GRIDLAKE_DECISION_LOG=off`.
     """
+    if not decision_log_enabled():
+        return
     spec = decision_log(contract)
     if stored is None:
         stored = spark.createDataFrame([], silver_readings(contract).schema)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from batch.delta_io import read_at
 from gridlake.errors import BadArgumentError, GridlakeError
 from gridlake.lake import Lake, file_uri, table_version
 from shared_schemas import CURRENT, Contract
@@ -229,10 +230,7 @@ def _micros(value: dt.datetime) -> int:
 # -- edge functions: reads ------------------------------------------------------------------------
 
 def _read(spark, lake: Lake, spec, version: int | None = None) -> DataFrame:
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(lake.path(spec))
+    return read_at(spark, lake.path(spec), version)
 
 
 def _collect(df: DataFrame) -> list[dict]:

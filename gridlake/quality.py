@@ -227,7 +227,7 @@ def _columns_of(e: ExpectationDef) -> list[str]:
         return [a["column"]]
     if "column_A" in a:
         return [a["column_A"], a["column_B"]]
-    return list(a.get("column_list", ()))
+    return list(a.get("column_list", ())) or ([e.column] if e.column else [])
 
 
 # -- Great Expectations -----------------------------------------------------------------------
@@ -391,14 +391,27 @@ class QualityReport:
         return "\n\n".join(parts)
 
 
+def _result_row(run_id: str, checked_at: dt.datetime, table: str, version: int | None,
+                day: dt.date | None, o: Outcome) -> dict:
+    return {"run_id": run_id, "checked_at": checked_at, "table": table,
+            "table_version": version, "day": day, "expectation": o.name,
+            "expectation_type": o.expectation.kind, "severity": o.severity,
+            "success": o.success, "observed_value": o.observed,
+            "unexpected_count": o.unexpected_count, "unexpected_examples": o.examples_text()}
+
+
 def result_rows(report: QualityReport) -> list[dict]:
     """The report as rows of `_gridlake/quality_results`."""
-    return [{"run_id": report.run_id, "checked_at": report.checked_at, "table": c.table,
-             "table_version": c.version, "day": c.day, "expectation": o.name,
-             "expectation_type": o.expectation.kind, "severity": o.severity,
-             "success": o.success, "observed_value": o.observed,
-             "unexpected_count": o.unexpected_count, "unexpected_examples": o.examples_text()}
+    return [_result_row(report.run_id, report.checked_at, c.table, c.version, c.day, o)
             for c in report.checks for o in c.outcomes]
+
+
+def gate_result_rows(gate: Gate, run_id: str, table: str, checked_at: dt.datetime
+                     ) -> list[dict]:
+    """The gate's failures as rows of `_gridlake/quality_results`, one per failing day (rows
+    not yet written have no table version)."""
+    return [_result_row(run_id, checked_at, table, None, day, o)
+            for o in gate.failed for day in (o.days or [None])]
 
 
 def write_results(spark, lake, rows: list[dict]) -> None:

@@ -95,23 +95,25 @@ def storage_conf(env: Mapping[str, str], jars: list[str]) -> dict[str, str]:
     return conf
 
 
-def conf_from_text(text: str, variable: str = "GRIDLAKE_SPARK_CONF") -> dict[str, str]:
-    """`spark.a=1 spark.b='x y'` → {"spark.a": "1", "spark.b": "x y"} (shell quoting)."""
+def conf_from_text(text: str) -> dict[str, str]:
+    """`spark.a=1 spark.b='x y'` → {"spark.a": "1", "spark.b": "x y"} (shell quoting), as
+    `GRIDLAKE_SPARK_CONF` holds it."""
     conf = {}
     for item in shlex.split(text):
         key, sep, value = item.partition("=")
         if not sep or not key.startswith("spark."):
-            raise SetupError(f"{variable} holds {item!r}; each item must be spark.KEY=VALUE")
+            raise SetupError(
+                f"GRIDLAKE_SPARK_CONF holds {item!r}; each item must be spark.KEY=VALUE")
         conf[key] = value
     return conf
 
 
 def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
-    jars = ",".join(spark_jars())
+    jars = spark_jars()
     conf = {
         "spark.master": master,
         "spark.app.name": app_name,
-        "spark.jars": jars,
+        "spark.jars": ",".join(jars),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
@@ -129,11 +131,7 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
         # (delta-io/delta#7640); the legacy binding keeps parameterized SQL, values as data.
         "spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
     }
-    if not is_local_master(master):
-        # Executors start Python workers with the driver's interpreter path: the same
-        # virtualenv must be installed at that path on every worker (PYSPARK_PYTHON overrides).
-        conf["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
-    conf.update(storage_conf(os.environ, jars.split(",")))
+    conf.update(storage_conf(os.environ, jars))
     if is_local_master(master):
         conf.update({
             "spark.driver.host": "127.0.0.1",
@@ -142,6 +140,10 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
             # machine that alone cost a quarter of a micro-batch (benchmarks/results/stream.md).
             "spark.databricks.delta.snapshotPartitions": str(2 * (os.cpu_count() or 2)),
         })
+    else:
+        # Executors start Python workers with the driver's interpreter path: the same
+        # virtualenv must be installed at that path on every worker (PYSPARK_PYTHON overrides).
+        conf["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
     if testing:
         conf.update({
             "spark.sql.adaptive.coalescePartitions.initialPartitionNum": "2",

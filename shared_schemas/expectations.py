@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
@@ -139,12 +139,12 @@ def _a_at_least_b(spec: TableSpec, a: str, b: str) -> ExpectationDef:
                           _default(spec, PAIR_A_AT_LEAST_B), f"{b} <= {a}", a)
 
 
-def _no_rows_where(spec: TableSpec, tag: str, condition: str, description: str
-                   ) -> ExpectationDef:
+def _no_rows_where(spec: TableSpec, tag: str, condition: str, description: str,
+                   column: str | None = None) -> ExpectationDef:
     return ExpectationDef(_name(spec, tag), spec.path, NO_ROWS_WHERE,
                           _kw(unexpected_rows_query=ROWS_QUERY + condition,
                               description=description),
-                          _default(spec, NO_ROWS_WHERE, tag), description)
+                          _default(spec, NO_ROWS_WHERE, tag), description, column)
 
 
 def _field_expectations(spec: TableSpec, contract: Contract) -> list[ExpectationDef]:
@@ -235,13 +235,21 @@ def _measure_expectations(spec: TableSpec, contract: Contract, measures: Mapping
     for column, (source, aggregate) in measures.items():
         by_source.setdefault(source, {})[aggregate] = column
     for aggs in by_source.values():
-        if "avg" in aggs and "min" in aggs:
-            out.append(_a_at_least_b(spec, aggs["avg"], aggs["min"]))
-        if "max" in aggs and "avg" in aggs:
-            out.append(_a_at_least_b(spec, aggs["max"], aggs["avg"]))
+        if {"min", "avg", "max"} <= aggs.keys():
+            out.append(_avg_within(spec, aggs["min"], aggs["avg"], aggs["max"]))
         elif "max" in aggs and "min" in aggs:
             out.append(_a_at_least_b(spec, aggs["max"], aggs["min"]))
     return out
+
+
+def _avg_within(spec: TableSpec, low: str, avg: str, high: str) -> ExpectationDef:
+    # An average is a floating-point sum divided by a count, so it can lie an ulp or so outside
+    # [min, max] (three readings of 0.1 average 0.10000000000000002): allow a relative 1e-9 of
+    # the largest magnitude. min <= max follows, so it has no expectation of its own here.
+    slack = f"1e-9 * greatest(abs({low}), abs({high}), 1.0)"
+    return _no_rows_where(spec, f"{avg}.within_{low}_{high}",
+                          f"{avg} < {low} - {slack} OR {avg} > {high} + {slack}",
+                          f"{low} <= {avg} <= {high} (up to rounding)", avg)
 
 
 def device_rollup_expectations(contract: Contract = CURRENT) -> list[ExpectationDef]:
@@ -286,17 +294,14 @@ def site_rollup_expectations(contract: Contract = CURRENT) -> list[ExpectationDe
     ]
 
 
-def _suites(contract: Contract) -> dict[str, list[ExpectationDef]]:
-    return {
-        "silver/readings": silver_expectations(contract),
-        "quarantine/telemetry": quarantine_expectations(contract),
-        "gold/daily_device_rollups": device_rollup_expectations(contract),
-        "gold/daily_site_rollups": site_rollup_expectations(contract),
-    }
-
-
-SUITE_TABLES = ("silver/readings", "quarantine/telemetry", "gold/daily_device_rollups",
-                "gold/daily_site_rollups")
+# Table path -> the function building its suite; silver first.
+_SUITES: dict[str, Callable[[Contract], list[ExpectationDef]]] = {
+    "silver/readings": silver_expectations,
+    "quarantine/telemetry": quarantine_expectations,
+    "gold/daily_device_rollups": device_rollup_expectations,
+    "gold/daily_site_rollups": site_rollup_expectations,
+}
+SUITE_TABLES = tuple(_SUITES)
 
 
 def resolve_severity(name: str, default: str, overrides: Mapping[str, str]) -> str:
@@ -316,8 +321,7 @@ def expectations_for(table: str, contract: Contract = CURRENT,
         table: one of `SUITE_TABLES`.
         overrides: name or glob -> severity; default `SEVERITY_OVERRIDES`.
     """
-    suites = _suites(contract)
-    if table not in suites:
+    if table not in _SUITES:
         raise KeyError(f"no expectation suite for table {table!r}; suites exist for "
                        f"{', '.join(SUITE_TABLES)}")
     overrides = SEVERITY_OVERRIDES if overrides is None else overrides
@@ -325,7 +329,7 @@ def expectations_for(table: str, contract: Contract = CURRENT,
     if bad:
         raise ValueError(f"severity overrides {bad} are not one of {', '.join(SEVERITIES)}")
     return [replace(e, severity=resolve_severity(e.name, e.severity, overrides))
-            for e in suites[table]]
+            for e in _SUITES[table](contract)]
 
 
 def all_expectations(contract: Contract = CURRENT,

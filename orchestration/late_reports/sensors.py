@@ -1,8 +1,9 @@
 """late_report_files: run the backfill job once for each new late-report file in the landing folder.
 
 The folder is the lake resource's `late_dir` (GRIDLAKE_LATE_DIR, default
-`<lake>/_landing/late`; a local or mounted folder, so with an `s3a://` lake set it); file names follow `batch.late_reports` (.jsonl, .jsonl.gz, .json;
-names starting with a dot are ignored, so a writer can copy to `.name` and rename).
+`<lake>/_landing/late`; a local or mounted folder, so with an `s3a://` lake set it); file names
+follow `batch.late_reports` (.jsonl, .jsonl.gz, .json; names starting with a dot are ignored, so
+a writer can copy to `.name` and rename).
 
 A file is known by the SHA-256 of its content, like the backfill itself: the run key is the
 hash, so Dagster launches at most one run per content, ever, even if a file is renamed or comes
@@ -42,11 +43,12 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
     def late_report_files(context: SensorEvaluationContext, lake: LakeResource):
         from batch.late_reports import find_report_files, inspect_file
 
-        if "://" in lake.late_reports_dir():
+        late_dir = lake.late_reports_dir()
+        if "://" in late_dir:
             return SkipReason(
-                f"the late-report folder {lake.late_reports_dir()} is not on a local or mounted "
+                f"the late-report folder {late_dir} is not on a local or mounted "
                 f"disk; with an object-store lake set GRIDLAKE_LATE_DIR to a local folder")
-        folder = Path(lake.late_reports_dir())
+        folder = Path(late_dir)
         if not folder.is_dir():
             return SkipReason(f"no late-report folder at {folder}")
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}

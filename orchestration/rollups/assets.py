@@ -34,6 +34,7 @@ from orchestration.rollups.checks import (
     SITE_ROLLUPS,
     TableCheck,
     checks_by_table,
+    gold_tables,
 )
 from orchestration.settings import ROLLUPS_GROUP
 from orchestration.stream.assets import SILVER
@@ -82,6 +83,7 @@ def _check_results(asset: str, checks: tuple[TableCheck, ...], rows) -> list[Ass
 def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefinition:
     """The multi-asset writing both gold rollup tables for the run's partition range."""
     checks = checks_by_table()
+    tables = gold_tables()
     descriptions = {
         DEVICE_ROLLUPS: "gold/daily_device_rollups: one row per device and UTC day.",
         SITE_ROLLUPS: "gold/daily_site_rollups: one row per site and local calendar day; "
@@ -89,7 +91,7 @@ def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefi
     }
     specs = [AssetSpec(name, deps=[SILVER], group_name=ROLLUPS_GROUP, kinds={"spark", "delta"},
                        description=descriptions[name],
-                       metadata={"table_path": f"gold/{name}"})
+                       metadata={"table_path": tables[name].path})
              for name in (DEVICE_ROLLUPS, SITE_ROLLUPS)]
     check_specs = [AssetCheckSpec(c.name, asset=name, description=c.description, blocking=True)
                    for name, table_checks in checks.items() for c in table_checks]
@@ -102,7 +104,6 @@ def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefi
         from batch.delta_io import read_at
         from batch.rollups import recompute
         from gridlake.lake import ensure_tables
-        from shared_schemas.tables import gold_daily_device_rollups, gold_daily_site_rollups
 
         days = partition_days(context.partition_time_window)
         session = spark.session()
@@ -112,13 +113,13 @@ def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefi
                            mode=DAGSTER_MODE)
         context.log.info(result.line())
 
-        tables = {DEVICE_ROLLUPS: (gold_daily_device_rollups(), "day", result.days,
-                                   result.device_rollups_version),
-                  SITE_ROLLUPS: (gold_daily_site_rollups(), "local_day", result.local_days,
-                                 result.site_rollups_version)}
-        for name, (spec, column, written, version) in tables.items():
+        written_by_table = {
+            DEVICE_ROLLUPS: (result.days, result.device_rollups_version),
+            SITE_ROLLUPS: (result.local_days, result.site_rollups_version)}
+        for name, (written, version) in written_by_table.items():
+            spec = tables[name]
             rows = (read_at(session, the_lake.path(spec), version)
-                    .where(column_in(column, written)).cache())
+                    .where(column_in(spec.partition_by[0], written)).cache())
             try:
                 metadata = {"days": _span(written), "day_count": len(written),
                             "rows_in_days": rows.count(),

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from shared_schemas.tables import TableSpec, gold_daily_device_rollups, gold_daily_site_rollups
+
 DEVICE_ROLLUPS, SITE_ROLLUPS = "daily_device_rollups", "daily_site_rollups"
 MAX_DAYS_LISTED = 20
 
@@ -117,17 +119,23 @@ def site_rollup_checks() -> tuple[TableCheck, ...]:
 
 
 QUALITY_SUITE = "quality_suite"
-TABLE_PATHS = {DEVICE_ROLLUPS: "gold/daily_device_rollups", SITE_ROLLUPS: "gold/daily_site_rollups"}
 
 
-def quality_suite_check(table: str, day: str) -> TableCheck:
-    """The table's expectation suite on the rows of the run's days, failures named per day."""
+def gold_tables() -> dict[str, TableSpec]:
+    """Asset name → table definition, for the two rollup tables."""
+    return {DEVICE_ROLLUPS: gold_daily_device_rollups(), SITE_ROLLUPS: gold_daily_site_rollups()}
+
+
+def quality_suite_check(spec: TableSpec) -> TableCheck:
+    """The table's expectation suite on the rows of the run's days, failures named per day
+    (the table's partition column)."""
+    table, day = spec.path, spec.partition_by[0]
 
     def evaluate(rows: DataFrame) -> CheckOutcome:
         from gridlake.quality import gate_rows
         from shared_schemas.expectations import FAIL, expectations_for
 
-        gate = gate_rows(rows, expectations_for(table), day)
+        gate = gate_rows(rows, expectations_for(table), day, key=spec.key)
         failed = gate.failed
         metadata = {"expectations": len(gate.outcomes), "failed": len(failed),
                     "failing_days": _days([{day: d} for d in sorted(
@@ -145,14 +153,13 @@ def quality_suite_check(table: str, day: str) -> TableCheck:
 
 def checks_by_table() -> dict[str, tuple[TableCheck, ...]]:
     """Asset name → its checks. The one place to add a check (or a suite of them)."""
-    return {DEVICE_ROLLUPS: (*device_rollup_checks(),
-                             quality_suite_check(TABLE_PATHS[DEVICE_ROLLUPS], "day")),
-            SITE_ROLLUPS: (*site_rollup_checks(),
-                           quality_suite_check(TABLE_PATHS[SITE_ROLLUPS], "local_day"))}
+    tables = gold_tables()
+    return {DEVICE_ROLLUPS: (*device_rollup_checks(), quality_suite_check(tables[DEVICE_ROLLUPS])),
+            SITE_ROLLUPS: (*site_rollup_checks(), quality_suite_check(tables[SITE_ROLLUPS]))}
 
 
 def gx_checks() -> list:
     """The Great Expectations suite of each gold table, as a blocking Dagster asset check."""
     from orchestration.quality import great_expectations_check
 
-    return [great_expectations_check(asset, path) for asset, path in TABLE_PATHS.items()]
+    return [great_expectations_check(asset, spec.path) for asset, spec in gold_tables().items()]

@@ -14,6 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from batch.lake_state import delta_table
+from shared_schemas.tables import (
+    TableSpec,
+    gold_daily_device_rollups,
+    gold_daily_site_rollups,
+    silver_readings,
+)
 from tests import oracle
 from tests.batch import expected as X
 
@@ -61,32 +68,29 @@ def base_env(**settings: str) -> dict[str, str]:
 
 # -- reading the tables back (delta-rs: no Spark in the test process) --------------------------
 
-def rows(uri: str, storage_options: dict[str, str] | None = None) -> list[dict]:
-    from deltalake import DeltaTable
-
-    return DeltaTable(uri, storage_options=storage_options).to_pyarrow_table().to_pylist()
+def rows(root: str, spec: TableSpec) -> list[dict]:
+    """Every row of the table, read as the Dagster sensors read the lake (a folder or `s3a://`)."""
+    table = delta_table(root, spec)
+    assert table is not None, f"no Delta table {spec.path} under {root}"
+    return table.to_pyarrow_table().to_pylist()
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-def check_tables(table_uri, fleet: Path, storage_options: dict[str, str] | None = None) -> None:
-    """Silver and both gold tables equal the oracle's answer for every file of the fleet.
-
-    `table_uri(path)` gives the URI of the table at `path` under the lake root.
-    """
+def check_tables(root: str, fleet: Path) -> None:
+    """Silver and both gold tables of the lake at `root` equal the oracle's answer for every
+    file of the fleet."""
     files = [*sorted((fleet / "stream").iterdir()), *sorted((fleet / "late").iterdir())]
     truth, _ = oracle.silver_truth(oracle.read_records(files), X.now())
     zones = {r["site_id"]: r["timezone"]
              for r in csv.DictReader((fleet / "sites.csv").open(encoding="utf-8"))}
 
     silver = {(r["device_id"], _naive_utc(r["ts"])): (r["seq"], r["event_id"])
-              for r in rows(table_uri("silver/readings"), storage_options)}
+              for r in rows(root, silver_readings())}
     assert silver == {key: (r["seq"], r["_id"]) for key, r in truth.items()}
-    devices = {(r["device_id"], r["day"]): r
-               for r in rows(table_uri("gold/daily_device_rollups"), storage_options)}
+    devices = {(r["device_id"], r["day"]): r for r in rows(root, gold_daily_device_rollups())}
     X.same(devices, X.device_rollups(truth), "daily device rollups")
-    sites = {(r["site_id"], r["local_day"]): r
-             for r in rows(table_uri("gold/daily_site_rollups"), storage_options)}
+    sites = {(r["site_id"], r["local_day"]): r for r in rows(root, gold_daily_site_rollups())}
     X.same(sites, X.site_rollups(truth, zones), "daily site rollups")

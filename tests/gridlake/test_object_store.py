@@ -85,8 +85,8 @@ def test_stream_backfill_and_rollup_into_an_s3a_lake_equal_the_oracle(
     for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint,
                         "AWS_ALLOW_HTTP": "true"}.items():
         monkeypatch.setenv(name, value)
-    from batch.lake_state import _uri, last_batches
+    from batch.lake_state import last_batches
 
-    check_tables(lambda path: _uri(root, path), fleet)
+    check_tables(root, fleet)
     stream_batch, newest = last_batches(root, "stream")
     assert stream_batch is not None and newest.kind == "backfill"

@@ -104,6 +104,8 @@ def _broken_rows(e: X.ExpectationDef, case_no: int) -> list[dict]:
         bad["reasons"] = []
     elif e.name.endswith(".known_codes"):
         bad["reason_codes"] = ["no.such.rule"]
+    elif e.name.endswith(".within_min_power_w_max_power_w"):
+        bad["avg_power_w"] = bad["max_power_w"] + 1.0
     else:
         pytest.fail(f"no way to break {e.name} ({e.kind}): add one to this test")
     return [bad, good]
@@ -206,3 +208,18 @@ def test_severity_overrides_by_name_or_glob_in_one_place():
                                                  overrides={})} == {"fail"}
     with pytest.raises(ValueError, match="severity overrides"):
         expectations_for("silver/readings", overrides={"silver.*": "explode"})
+
+
+def test_an_average_rounded_past_the_maximum_still_passes(spark):
+    # Three readings of 0.1 W: the floating-point average (as Spark's avg computes it) lies an
+    # ulp above the maximum, which must not withhold the day.
+    table = "gold/daily_device_rollups"
+    avg = (0.1 + 0.1 + 0.1) / 3
+    assert avg > 0.1
+    row = {**_good_row(table, 0, 0), "min_power_w": 0.1, "max_power_w": 0.1, "avg_power_w": avg}
+    frame = spark.createDataFrame([row], SPECS[table].schema)
+    [within] = [e for e in expectations_for(table) if ".within_" in e.name]
+    assert not gate_rows(frame, [within], "day").failed
+    assert [o.success for o in validate_frame(frame, table, [within])] == [True]
+    broken = frame.withColumn("avg_power_w", F.lit(0.1 + 1e-6))
+    assert [o.name for o in gate_rows(broken, [within], "day").failed] == [within.name]
