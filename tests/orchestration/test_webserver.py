@@ -5,6 +5,8 @@ A backfill of a partition range is launched through Dagster's GraphQL API, the d
 must then equal the batch function's output for those days (`batch.rollups.recompute`, what
 `gridlake rollup --from --to` runs). Then headless Chromium (Debian's
 `chromium`) opens the asset graph, saves a screenshot and checks the page names the assets.
+Last, a row written into gold behind gridlake's back makes the Great Expectations check,
+launched through the webserver, fail; the asset's checks tab in Chromium shows it failed.
 
 `DagsterGraphQLClient` (dagster-graphql 1.13) has no backfill method, so the backfill is
 launched and watched with the `launchPartitionBackfill` mutation and `partitionBackfillOrError`
@@ -17,6 +19,7 @@ unless GRIDLAKE_SKIP_BROWSER_TESTS gives a reason, which the skip then reports.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -310,3 +313,100 @@ def test_asset_graph_in_headless_chromium_names_every_asset(dagster_ui, tmp_path
         target = Path(os.environ[SCREENSHOT_COPY])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, target)
+
+
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+
+ASSET_JOBS = """
+query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode { jobNames } }
+}"""
+
+CHECK_EXECUTIONS = """
+query($path: [String!]!, $check: String!) {
+  assetCheckExecutions(assetKey: {path: $path}, checkName: $check, limit: 1) {
+    runId status
+    evaluation { success severity description
+                 metadataEntries { label ... on JsonMetadataEntry { jsonString } } }
+  }
+}"""
+
+
+def _visible_text(dom: str) -> str:
+    """The page's text as a reader sees it: tags dropped, white space collapsed."""
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S | re.I)
+    return " ".join(re.sub(r"<[^>]+>", " ", dom).split())
+
+
+@pytest.mark.timeout(900)
+def test_a_bad_gold_row_shows_in_the_ui_as_a_failed_great_expectations_check(
+        dagster_ui, dagster_gold, spark, tmp_path):
+    """A row written into gold behind gridlake's back (plain Delta, samples = 0): the check
+    launched through the webserver fails with ERROR severity naming the expectation and the
+    value, and the asset's checks page in Chromium shows it failed."""
+    import json
+
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from orchestration.quality import GX_CHECK
+
+    asset, expectation = "daily_device_rollups", "gold.daily_device_rollups.samples.positive"
+    path = dagster_ui.lake.path("gold/daily_device_rollups")
+    good = spark.read.format("delta").load(dagster_gold[0].path("gold/daily_device_rollups"))
+    (good.limit(1).withColumn("device_id", F.lit("D-behind-the-back"))
+     .withColumn("samples", F.lit(0).cast("long"))
+     .write.format("delta").mode("append").save(path))
+    rows = spark.read.format("delta").load(path).count()  # the bad one among them
+    try:
+        [job] = [j for j in dagster_ui.graphql(ASSET_JOBS, {"path": [asset]})[
+            "assetNodeOrError"]["jobNames"] if j.startswith("__ASSET_JOB")]
+        launched = dagster_ui.graphql(LAUNCH_RUN, {"params": {"selector": {
+            "repositoryLocationName": "gridlake", "repositoryName": "__repository__",
+            "jobName": job, "assetSelection": [],
+            "assetCheckSelection": [{"assetKey": {"path": [asset]}, "name": GX_CHECK}]}}})[
+            "launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+
+        def evaluated():
+            [execution] = dagster_ui.graphql(CHECK_EXECUTIONS, {"path": [asset],
+                                                                "check": GX_CHECK})[
+                "assetCheckExecutions"] or [None]
+            return (execution if execution and execution["runId"] == run_id
+                    and execution["status"] not in ("IN_PROGRESS",) else None)
+
+        execution = _wait(f"the {GX_CHECK} check of run {run_id}", evaluated, 600, dagster_ui,
+                          dagster_ui.processes)
+        assert execution["status"] == "FAILED", (execution, dagster_ui.log_tail())
+        evaluation = execution["evaluation"]
+        assert (evaluation["success"], evaluation["severity"]) == (False, "ERROR")
+        assert expectation in evaluation["description"]
+        [failures] = [json.loads(m["jsonString"]) for m in evaluation["metadataEntries"]
+                      if m["label"] == "failures"]
+        assert [(f["expectation"], f["examples"]) for f in failures] == [(expectation, "[0]")]
+
+        # What an operator sees: the asset's checks tab lists the check as failed and, for the
+        # selected (first, failed) check, the latest execution's sentence with the value.
+        browser = chromium()
+        url = f"{dagster_ui.url}/assets/{asset}?view=checks"
+        listed = f"{GX_CHECK} {GX_CHECK} Failed"
+        sentence = f"failed: {expectation} (1 unexpected of {rows}; e.g. [0])"
+        for attempt in range(4):  # a loaded machine can need more fresh page loads
+            page = _visible_text(_chromium(browser, tmp_path / f"profile-{attempt}", url,
+                                           "--dump-dom").stdout.decode(errors="replace"))
+            if listed in page and sentence in page:
+                break
+        assert listed in page, page[:3000]
+        assert sentence in page, page[:3000]
+    finally:  # leave the module's lake as the other tests found it
+        DeltaTable.forPath(spark, path).delete(F.col("device_id") == "D-behind-the-back")
