@@ -11,12 +11,14 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from gridlake.lake import hadoop_fs, table_version
 from shared_schemas.tables import TableSpec
 
 T = TypeVar("T")
@@ -61,14 +63,42 @@ def replace_dates(df: DataFrame, path: str, column: str, dates: Iterable[dt.date
     writer.save(path)
 
 
-def commit_version(spark, path: str, run_id: str, last: int = 50) -> int | None:
-    """The newest version among the last `last` commits whose user metadata is `run_id`."""
-    from delta.tables import DeltaTable
+def commit_info(spark, path: str, version: int) -> dict | None:
+    """The `commitInfo` action of one commit of a Delta table (None when the commit file is
+    gone, e.g. cleaned up after a checkpoint, or holds no commitInfo).
 
-    row = (DeltaTable.forPath(spark, path).history(last)
-           .where(F.col("userMetadata") == F.lit(run_id))
-           .agg(F.max("version")).first())
-    return None if row is None else row[0]
+    Read from the commit file itself on the driver: Delta writes commitInfo as the commit's
+    first action, so this reads one line, where `DeltaTable.history` loads a snapshot and
+    runs Spark jobs.
+    """
+    fs, commit = hadoop_fs(spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
+    if not fs.exists(commit):
+        return None
+    stream = fs.open(commit)
+    try:
+        reader = spark._jvm.java.io.BufferedReader(
+            spark._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        while (line := reader.readLine()) is not None:
+            if line.startswith('{"commitInfo"'):
+                return json.loads(line)["commitInfo"]
+        return None
+    finally:
+        stream.close()
+
+
+def commit_version(spark, path: str, run_id: str, last: int = 50) -> int | None:
+    """The newest version among the last `last` commits whose user metadata is `run_id`.
+
+    Walks the commit files from the newest down and stops at the first match (no Spark job).
+    """
+    newest = table_version(spark, path)
+    if newest is None:
+        return None
+    for version in range(newest, max(newest - last, -1), -1):
+        info = commit_info(spark, path, version)
+        if info is not None and info.get("userMetadata") == run_id:
+            return version
+    return None
 
 
 def read_at(spark, path: str, version: int | None = None) -> DataFrame:

@@ -246,10 +246,12 @@ def _site_zones(spark, lake: Lake) -> DataFrame:
 def _not_newer(spark, path: str, column: str, days: list[dt.date], version: int
                ) -> list[dt.date]:
     """The days whose gold rows were not computed from a silver version newer than ours."""
+    # A filter, not a per-day max: no shuffle, and the file statistics of silver_version let
+    # Delta skip every file in the usual case (no newer row), so it reads nothing.
     newer = {r[0] for r in (spark.read.format("delta").load(path)
-                            .where(F.col(column).isin(*days))
-                            .groupBy(column).agg(F.max("silver_version").alias("v"))
-                            .where(F.col("v") > F.lit(version)).select(column).collect())}
+                            .where(F.col(column).isin(*days)
+                                   & (F.col("silver_version") > F.lit(version)))
+                            .select(column).collect())}
     return [d for d in days if d not in newer]
 
 
@@ -264,13 +266,12 @@ class RollupQualityError(QualityFailure):
 
 
 def _gated(spark, lake: Lake, result: RollupResult, spec, column: str, days: list[dt.date],
-           build: Callable[[list[dt.date]], DataFrame]
-           ) -> tuple[list[dt.date], Callable[[list[dt.date]], DataFrame]]:
-    """Check the rows of `days` against the table's expectations before they are written:
-    the days to publish (no fail-level violation) and the builder without drop-level rows.
-    Failures are stored in the quality results (a clean gate writes nothing)."""
+           rows: DataFrame) -> tuple[list[dt.date], Callable[[list[dt.date]], DataFrame]]:
+    """Check `rows` (those of `days`) against the table's expectations before they are
+    written: the days to publish (no fail-level violation) and the rows of given days without
+    drop-level rows. Failures are stored in the quality results (a clean gate writes nothing)."""
     expectations = expectations_for(spec.path)
-    gate = gate_rows(build(days), expectations, column, key=spec.key)
+    gate = gate_rows(rows, expectations, column, key=spec.key)
     result.quality[spec.path] = gate
     for outcome in gate.failed_at(WARN) + gate.failed_at(DROP):
         quality_log.warning("%s of %s (%s): %s, e.g. %s", outcome.name, result.run_id,
@@ -278,8 +279,11 @@ def _gated(spark, lake: Lake, result: RollupResult, spec, column: str, days: lis
     write_results(spark, lake, gate_result_rows(gate, result.run_id, spec.path,
                                                 dt.datetime.now(dt.UTC)))
     drop = without_dropped(expectations)
+    # One task per day at the write: one file per day partition, where rows spread over the
+    # shuffle partitions would write a small file per day from every task.
     return ([d for d in days if d not in gate.fail_days],
-            lambda todo: build(todo).transform(drop))
+            lambda todo: (rows.where(F.col(column).isin(*todo)).transform(drop)
+                          .repartition(F.col(column))))
 
 
 def _replace_days(spark, path: str, column: str, days: list[dt.date], version: int,
@@ -294,6 +298,25 @@ def _replace_days(spark, path: str, column: str, days: list[dt.date], version: i
         return todo, [d for d in days if d not in todo]
 
     return guarded_write(write, f"{path.rsplit('/', 1)[-1]} of {run_id}")
+
+
+def _publish(spark, lake: Lake, result: RollupResult, spec, column: str, days: list[dt.date],
+             version: int, run_id: str, build: Callable[[list[dt.date]], DataFrame]
+             ) -> tuple[list[dt.date], list[dt.date]]:
+    """Gate the rows of `days` and replace the days that passed; returns (written, skipped).
+
+    The rows are computed once: kept (persisted) for the gate's pass and the write, which
+    takes the published days' rows from them, and released after.
+    """
+    rows = build(days).persist()
+    try:
+        publish, rows_of = _gated(spark, lake, result, spec, column, days, rows)
+        if not publish:
+            return [], []
+        return _replace_days(spark, lake.path(spec), column, publish, version, run_id,
+                             rows_of)
+    finally:
+        rows.unpersist()
 
 
 def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = None,
@@ -323,17 +346,16 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
                     .transform(stamped(version, run_id, started))
                     .transform(conform(device_spec)))
 
-        path = lake.path(device_spec)
-        publish, device_rows = _gated(spark, lake, result, device_spec, "day", days, device_rows)
-        written, result.skipped_newer = ((_replace_days(spark, path, "day", publish, version,
-                                                        run_id, device_rows))
-                                         if publish else ([], []))
+        written, result.skipped_newer = _publish(spark, lake, result, device_spec, "day", days,
+                                                 version, run_id, device_rows)
         if written:
-            result.device_rollups_version = commit_version(spark, path, run_id)
+            result.device_rollups_version = commit_version(spark, lake.path(device_spec),
+                                                           run_id)
 
     sites = _site_zones(spark, lake)
     if days:
-        zones = [r[0] for r in sites.select("timezone").distinct().collect()]
+        # The registry is small: collect it whole rather than pay a distinct's shuffle.
+        zones = {r[0] for r in sites.select("timezone").collect()}
         result.local_days = local_days_overlapping(days, zones)
     if result.local_days:
         site_spec = gold_daily_site_rollups(contract)
@@ -347,13 +369,10 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
                     .transform(stamped(version, run_id, started))
                     .transform(conform(site_spec)))
 
-        path = lake.path(site_spec)
-        publish, site_rows = _gated(spark, lake, result, site_spec, "local_day",
-                                    result.local_days, site_rows)
-        written, _ = (_replace_days(spark, path, "local_day", publish, version, run_id,
-                                    site_rows) if publish else ([], []))
+        written, _ = _publish(spark, lake, result, site_spec, "local_day", result.local_days,
+                              version, run_id, site_rows)
         if written:
-            result.site_rollups_version = commit_version(spark, path, run_id)
+            result.site_rollups_version = commit_version(spark, lake.path(site_spec), run_id)
     failed = [o for gate in result.quality.values() for o in gate.failed_at(FAIL)]
     if failed:
         # Not logged as a run: a `changed` cursor stays where it was, so the days come again.
