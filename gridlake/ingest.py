@@ -26,6 +26,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from gridlake.faults import crash_point
 from gridlake.lake import Lake, table_version
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
@@ -304,6 +305,7 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
         return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
 
     changed = guarded_write(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
+    crash_point("after_silver", ctx.batch_id)
     # A replayed batch whose MERGE was committed is not logged: the silver it would be
     # classified against now is the result, not the input. (So a crash between the MERGE and
     # the log append leaves that batch unlogged.) The switch is checked here too, so a
@@ -362,6 +364,7 @@ def write_batch(spark, lake: Lake, raw: DataFrame, ctx: WriteContext,
         bronze = raw.transform(to_bronze(ctx)).persist(StorageLevel.MEMORY_AND_DISK)
         _append(bronze, lake.path(bronze_telemetry()), ctx, "bronze")
         replayed = False
+        crash_point("after_bronze", ctx.batch_id)
     try:
         result = upsert_from_bronze(spark, lake, bronze, ctx, contract)
     finally:
@@ -389,6 +392,7 @@ def upsert_from_bronze(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,
         if counts["bad"]:
             _append(validated.transform(quarantine_rows(contract, written_at)),
                     lake.path(quarantine_telemetry()), ctx, "quarantine")
+        crash_point("after_quarantine", ctx.batch_id)
         valid = counts["read"] - counts["bad"]
         if valid:
             candidates = validated.transform(silver_rows(contract, written_at))

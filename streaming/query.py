@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from gridlake.errors import CheckpointError
+from gridlake.faults import crash_point
 from gridlake.ingest import WriteContext, record_batch, write_batch
 from gridlake.lake import Lake, hadoop_fs, read_text, write_text
 from shared_schemas import CURRENT, Contract
@@ -123,7 +124,9 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
             batch = batch.transform(skip_already_in_bronze(spark, lake)).localCheckpoint()
         result = write_batch(spark, lake, batch, ctx, contract,
                              may_be_replay=batch_id <= replays_up_to)
+        crash_point("after_write", batch_id)
         record_batch(spark, lake, result, ctx, contract)
+        crash_point("after_batch_log", batch_id)
         report(result.line())
 
     return handle
