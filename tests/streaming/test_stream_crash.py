@@ -126,11 +126,7 @@ def crash_at_then_restart(spark, fleet: Path, workdir: Path, point: str) -> None
     check_exactly_once(spark, Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl")))
 
 
-def test_kill_9_between_the_silver_merge_and_the_logs_then_restart(spark, small_fleet, tmp_path):
-    crash_at_then_restart(spark, small_fleet, tmp_path, "after_silver")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("point", [p for p in POINTS if p != "after_silver"])
+@pytest.mark.parametrize("point", POINTS)
 def test_kill_9_at_each_commit_boundary_then_restart(spark, small_fleet, tmp_path, point):
     crash_at_then_restart(spark, small_fleet, tmp_path, point)
