@@ -18,7 +18,7 @@ from typing import TypeVar
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from gridlake.lake import hadoop_fs, table_version
+from gridlake.lake import read_text, table_version
 from shared_schemas.tables import TableSpec
 
 T = TypeVar("T")
@@ -67,23 +67,14 @@ def commit_info(spark, path: str, version: int) -> dict | None:
     """The `commitInfo` action of one commit of a Delta table (None when the commit file is
     gone, e.g. cleaned up after a checkpoint, or holds no commitInfo).
 
-    Read from the commit file itself on the driver: Delta writes commitInfo as the commit's
-    first action, so this reads one line, where `DeltaTable.history` loads a snapshot and
-    runs Spark jobs.
+    Read from the commit file itself (one small JSON-lines file), where `DeltaTable.history`
+    loads a snapshot and runs Spark jobs.
     """
-    fs, commit = hadoop_fs(spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
-    if not fs.exists(commit):
-        return None
-    stream = fs.open(commit)
-    try:
-        reader = spark._jvm.java.io.BufferedReader(
-            spark._jvm.java.io.InputStreamReader(stream, "UTF-8"))
-        while (line := reader.readLine()) is not None:
-            if line.startswith('{"commitInfo"'):
-                return json.loads(line)["commitInfo"]
-        return None
-    finally:
-        stream.close()
+    text = read_text(f"{path.rstrip('/')}/_delta_log/{version:020d}.json", spark)
+    for line in (text or "").splitlines():
+        if line.startswith('{"commitInfo"'):
+            return json.loads(line)["commitInfo"]
+    return None
 
 
 def commit_version(spark, path: str, run_id: str, last: int = 50) -> int | None:

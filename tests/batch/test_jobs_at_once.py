@@ -1,0 +1,119 @@
+"""Four writers at once, each its own process and Spark: the stream, a late-report backfill
+over the same days, a reprocess of those days and a `forget` of one device. Every job must
+succeed (lost write races retried) and the tables must end equal to the independent answer.
+
+The forgotten device sends nothing while the jobs run (its lines are left out of the files
+they read), so the answer does not depend on which job commits first.
+
+Known to fail (xfail): `reprocess` rebuilds from a bronze snapshot; when `forget` erases the
+device between that read and reprocess's writes, reprocess writes the device's records back
+(its quarantine update is a blind append). The erasure must fence such writers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from gridlake.lake import Lake
+from tests import oracle
+from tests.batch import expected as X
+from tests.batch.conftest import rows_by, silver_winners, winners
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _gridlake(*argv: str) -> subprocess.Popen:
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "GRIDLAKE_DRIVER_MEMORY": "1g"}
+    return subprocess.Popen([sys.executable, "-m", "gridlake.cli", *map(str, argv)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _finish(name: str, process: subprocess.Popen, timeout: float = 1500) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, f"{name} exited {process.returncode}:\n{out[-4000:]}"
+    return out
+
+
+def _without(device: str, source: Path, target: Path) -> Path:
+    """A copy of `source`'s record files without the device's records."""
+    target.mkdir(parents=True, exist_ok=True)
+    name = device.encode()
+    for path in sorted(source.iterdir()):
+        data = path.read_bytes()
+        if path.suffix == ".json":  # one batch: a JSON array of events
+            try:
+                items = json.loads(data)
+            except ValueError:
+                items = None
+            if isinstance(items, list):
+                data = json.dumps([i for i in items if device not in json.dumps(i)]).encode()
+            elif name in data:
+                continue
+        else:
+            data = b"\n".join(line for line in data.split(b"\n") if name not in line)
+        (target / path.name).write_bytes(data)
+    return target
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="open race: a reprocess that read bronze before a concurrent forget "
+                          "erased it can append the device's records to quarantine (seen: one "
+                          "quarantine entry back after forget) or silver afterwards",
+                   strict=False)
+def test_stream_backfill_reprocess_and_forget_at_once_end_right(spark, small_fleet, tmp_path):
+    stream = sorted((small_fleet / "stream").glob("*.jsonl"))
+    zones = {r["site_id"]: r["timezone"]
+             for r in csv.DictReader((small_fleet / "sites.csv").open(encoding="utf-8"))}
+    lake_dir = tmp_path / "lake"
+    first, rest = tmp_path / "first", tmp_path / "landing"
+    first.mkdir()
+    for path in stream[:len(stream) // 2]:
+        (first / path.name).write_bytes(path.read_bytes())
+    _finish("the first stream run", _gridlake("stream", "--source", f"files:{first}",
+                                               "--lake", lake_dir, "--available-now"))
+    _finish("sites", _gridlake("sites", "--lake", lake_dir, "load", small_fleet / "sites.csv"))
+    records = list(oracle.read_records(first.iterdir()))
+    truth, _ = oracle.silver_truth(records, X.now())
+    device = sorted({key[0] for key in truth})[0]
+    days = sorted({key[1].date() for key in truth})
+
+    # The second half of the stream and the late reports, without the device.
+    landing = _without(device, small_fleet / "stream", rest)
+    for path in stream[:len(stream) // 2]:
+        (landing / path.name).unlink()
+    late = _without(device, small_fleet / "late", tmp_path / "late")
+
+    jobs = {
+        "stream": _gridlake("stream", "--source", f"files:{landing}", "--lake", lake_dir,
+                            "--available-now", "--max-files-per-trigger", "1"),
+        "backfill": _gridlake("backfill", "--lake", lake_dir, "--files-per-batch", "1", late),
+        "reprocess": _gridlake("reprocess", "--lake", lake_dir, "--from", days[0],
+                               "--to", days[-1]),
+        "forget": _gridlake("forget", "--lake", lake_dir, "--device", device),
+    }
+    outputs = {name: _finish(name, process) for name, process in jobs.items()}
+    print({name: out.splitlines()[-1:] for name, out in outputs.items()})
+    _finish("rollup", _gridlake("rollup", "--lake", lake_dir, "--changed"))
+
+    everything = oracle.read_records([*first.iterdir(), *landing.iterdir(), *late.iterdir()])
+    truth, invalid = oracle.silver_truth(everything, X.now())
+    truth = {key: value for key, value in truth.items() if key[0] != device}
+    lake = Lake(str(lake_dir.resolve()))
+    assert silver_winners(spark, lake) == winners(truth)
+    X.same(rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day"),
+           X.device_rollups(truth), "daily device rollups")
+    X.same(rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day"),
+           X.site_rollups(truth, zones), "daily site rollups")
+    bronze = spark.read.format("delta").load(lake.path("bronze/telemetry"))
+    assert bronze.where(F.col("payload").cast("string").contains(device)).count() == 0
+    quarantine = spark.read.format("delta").load(lake.path("quarantine/telemetry"))
+    assert quarantine.where(F.col("payload").cast("string").contains(device)).count() == 0
