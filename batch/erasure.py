@@ -48,7 +48,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from batch.reprocess import BRONZE_KEY
 from batch.rollups import rollup_changed
 from gridlake.errors import BadArgumentError
 from gridlake.lake import Lake, hadoop_fs, table_version
@@ -56,6 +55,7 @@ from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.contract import ID_PATTERN
 from shared_schemas.tables import (
+    RECORD_KEY,
     TableSpec,
     core_tables,
     erasure_log,
@@ -296,7 +296,7 @@ def _delete_rows(spark, spec: TableSpec, path: str, device_frame: DataFrame,
     if "device_id" in columns and "payload" not in columns:
         source, on = device_frame, F.col("t.device_id") == F.col("s._device")
     else:
-        keys = [c for c in BRONZE_KEY if c in columns] or list(spec.key)
+        keys = [c for c in RECORD_KEY if c in columns] or list(spec.key)
         source = matched.select(*keys).distinct()
         on = reduce(lambda a, b: a & b,
                     [F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in keys])

@@ -20,11 +20,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.delta_io import read_at
-from batch.reprocess import BRONZE_KEY
 from gridlake.lake import Lake, table_version
 from shared_schemas import CURRENT, Contract
 from shared_schemas.spark import parse_and_validate
 from shared_schemas.tables import (
+    RECORD_KEY,
     batch_log,
     bronze_telemetry,
     quarantine_telemetry,
@@ -48,19 +48,19 @@ def bronze_outcomes(quarantine: DataFrame, silver: DataFrame, contract: Contract
 
     def transform(bronze: DataFrame) -> DataFrame:
         validated = (bronze.transform(parse_and_validate(contract))
-                     .select(*BRONZE_KEY, *key, (F.size("reasons") == 0).alias("_valid")))
+                     .select(*RECORD_KEY, *key, (F.size("reasons") == 0).alias("_valid")))
         in_silver = silver.select(*key, F.col("record_id").alias("_silver_record"))
-        entries = (quarantine.select(*BRONZE_KEY).distinct()
+        entries = (quarantine.select(*RECORD_KEY).distinct()
                    .withColumn("_quarantined", F.lit(True)))
         joined = (validated.join(in_silver, on=key, how="left")
-                  .join(entries, on=list(BRONZE_KEY), how="left"))
+                  .join(entries, on=list(RECORD_KEY), how="left"))
         valid_key = F.col("_valid") & F.col("_silver_record").isNotNull()
         outcome = (F.when(valid_key & (F.col("_silver_record") == F.col("record_id")),
                           F.lit(IN_SILVER))
                    .when(valid_key, F.lit(DUPLICATE_OR_STALE))
                    .when(F.col("_quarantined"), F.lit(QUARANTINED))
                    .otherwise(F.lit(UNACCOUNTED)))
-        return joined.select(*BRONZE_KEY, outcome.alias("outcome"))
+        return joined.select(*RECORD_KEY, outcome.alias("outcome"))
 
     return transform
 

@@ -32,7 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from batch.reprocess import BRONZE_KEY, OPEN
+from batch.reprocess import OPEN
 from batch.rollups import RollupResult, recompute
 from gridlake.ingest import BatchResult, WriteContext, record_batch, upsert_from_bronze
 from gridlake.lake import Lake, table_version
@@ -40,7 +40,12 @@ from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.rules import rules_for
 from shared_schemas.spark import parse_and_validate
-from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
+from shared_schemas.tables import (
+    RECORD_KEY,
+    bronze_telemetry,
+    quarantine_telemetry,
+    silver_readings,
+)
 
 REPLAYED = "replayed"
 PAYLOAD_PREVIEW = 120
@@ -188,7 +193,7 @@ def reason_counts(examples: int) -> Callable[[DataFrame], DataFrame]:
 def outcomes(validated: DataFrame) -> DataFrame:
     """Re-validated bronze rows → the MERGE source updating their open quarantine entries."""
     return validated.select(
-        *[F.col(c).alias(f"_k_{c}") for c in BRONZE_KEY],
+        *[F.col(c).alias(f"_k_{c}") for c in RECORD_KEY],
         (F.size("reasons") == 0).alias("_valid"),
         "reasons",
         F.transform("reasons", lambda r: r["code"]).alias("reason_codes"))
@@ -225,7 +230,7 @@ def known_codes(contract: Contract = CURRENT) -> list[str]:
 def _selection_id(entries: DataFrame) -> tuple[int, str | None, list[dt.date]]:
     """How many entries are selected, a digest of their bronze keys (order-independent), and
     their ingest dates (the bronze partitions that hold their records)."""
-    key = F.concat_ws("\t", *[F.col(c).cast("string") for c in BRONZE_KEY])
+    key = F.concat_ws("\t", *[F.col(c).cast("string") for c in RECORD_KEY])
     row = entries.agg(F.count(F.lit(1)).alias("n"),
                       F.sha2(F.concat_ws("\n", F.array_sort(F.collect_set(key))), 256)
                       .alias("digest"),
@@ -239,7 +244,7 @@ def _update_quarantine(spark, lake: Lake, source: DataFrame, run_id: str, at: dt
 
     spec = quarantine_telemetry()
     on = F.col("t.status") == F.lit(OPEN)
-    for c in BRONZE_KEY:
+    for c in RECORD_KEY:
         on = on & (F.col(f"t.{c}") == F.col(f"s._k_{c}"))
     new_reasons = ~F.col("s._valid") & ~F.array_sort("t.reason_codes").eqNullSafe(
         F.array_sort("s.reason_codes"))
@@ -280,17 +285,17 @@ def replay(spark, lake: Lake, reason: str | None = None, ids: Iterable[str] | No
         return result
 
     spec = bronze_telemetry()
-    keys = entries.select(*BRONZE_KEY).distinct()
+    keys = entries.select(*RECORD_KEY).distinct()
     validated = (spark.read.format("delta").load(lake.path(spec))
                  .where(F.col("ingest_date").isin(*ingest_dates))  # only those partitions
-                 .join(keys, list(BRONZE_KEY), "left_semi")
+                 .join(keys, list(RECORD_KEY), "left_semi")
                  .transform(parse_and_validate(contract))
                  .persist(StorageLevel.MEMORY_AND_DISK))
     try:
-        current = entries.select(*[F.col(c).alias(f"_k_{c}") for c in BRONZE_KEY],
+        current = entries.select(*[F.col(c).alias(f"_k_{c}") for c in RECORD_KEY],
                                  F.array_sort("reason_codes").alias("_old"))
         source = outcomes(validated)  # a projection of the cached `validated`
-        counts = (source.join(current, [f"_k_{c}" for c in BRONZE_KEY], "left")
+        counts = (source.join(current, [f"_k_{c}" for c in RECORD_KEY], "left")
                   .agg(F.count(F.when(F.col("_valid"), 1)).alias("passed"),
                        F.count(F.when(~F.col("_valid"), 1)).alias("failing"),
                        F.count(F.when(~F.col("_valid") & ~F.col("_old").eqNullSafe(

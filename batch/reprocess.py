@@ -53,6 +53,7 @@ from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.spark import parse_and_validate
 from shared_schemas.tables import (
+    RECORD_KEY,
     batch_log,
     bronze_telemetry,
     quarantine_telemetry,
@@ -60,7 +61,6 @@ from shared_schemas.tables import (
 )
 
 OPEN, REPROCESSED, SUPERSEDED = "quarantined", "reprocessed", "superseded"
-BRONZE_KEY = ("record_id", "run_id", "batch_id")
 
 
 @dataclass
@@ -117,15 +117,15 @@ def quarantine_changes(validated: DataFrame, open_entries: DataFrame, contract: 
     spec = quarantine_telemetry()
     codes = F.array_sort(F.transform("reasons", lambda r: r["code"]))
     outcomes = validated.select(
-        *[F.col(c).alias(f"_k_{c}") for c in BRONZE_KEY],
+        *[F.col(c).alias(f"_k_{c}") for c in RECORD_KEY],
         (F.size("reasons") == 0).alias("_valid"), codes.alias("_codes"),
         F.lit(False).alias("_insert"),
         *[F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema])
-    same_reasons = open_entries.select(*BRONZE_KEY,
+    same_reasons = open_entries.select(*RECORD_KEY,
                                        F.array_sort("reason_codes").alias("_open_codes"))
     failing = validated.where(F.size("reasons") > 0).withColumn("_codes", codes)
     new = (failing
-           .join(same_reasons, [*BRONZE_KEY], "left")
+           .join(same_reasons, [*RECORD_KEY], "left")
            .where(F.col("_open_codes").isNull() | (F.col("_open_codes") != F.col("_codes")))
            .transform(quarantine_rows(contract, at))
            .select(*[F.lit(None).cast(t).alias(f"_k_{c}") for c, t in
@@ -143,7 +143,7 @@ def _merge_quarantine(spark, lake: Lake, source: DataFrame, run_id: str, at: dt.
 
     spec = quarantine_telemetry()
     on = F.col("t.status") == F.lit(OPEN)
-    for c in BRONZE_KEY:
+    for c in RECORD_KEY:
         on = on & (F.col(f"t.{c}") == F.col(f"s._k_{c}"))
     changed = F.col("s._valid") | ~F.array_sort(F.col("t.reason_codes")).eqNullSafe(
         F.col("s._codes"))
@@ -224,9 +224,9 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
 
         quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
         open_entries = quarantine.where(F.col("status") == F.lit(OPEN))
-        now = validated.select(*BRONZE_KEY, F.array_sort(F.transform(
+        now = validated.select(*RECORD_KEY, F.array_sort(F.transform(
             "reasons", lambda r: r["code"])).alias("_codes"))
-        moves = (open_entries.join(now, [*BRONZE_KEY])
+        moves = (open_entries.join(now, [*RECORD_KEY])
                  .agg(F.count(F.when(F.size("_codes") == 0, 1)).alias("passed"),
                       F.count(F.when((F.size("_codes") > 0)
                                      & (F.array_sort("reason_codes") != F.col("_codes")), 1)

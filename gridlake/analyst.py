@@ -161,7 +161,9 @@ class AnalystLake:
         path = self._lake().path(_spec(name))
         if version is None:
             return self.spark.table(name)
-        return self.spark.read.format("delta").option("versionAsOf", version).load(path)
+        from batch.delta_io import read_at
+
+        return read_at(self.spark, path, version)
 
 
 def default_root() -> str:

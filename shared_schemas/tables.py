@@ -102,11 +102,17 @@ RAW_COLUMNS = _fields(
 )
 
 
+# One record as read: its id in the source, and the run and batch that read it. Bronze's key,
+# and quarantine's (an entry per bronze record).
+RECORD_KEY = ("record_id", "run_id", "batch_id")
+
+
 def bronze_telemetry() -> TableSpec:
     return TableSpec(
         path="bronze/telemetry",
         schema=T.StructType(SOURCE_COLUMNS + RAW_COLUMNS + INGEST_COLUMNS),
         partition_by=("ingest_date",),
+        key=RECORD_KEY,
         description="Append-only raw log of every record read, valid or not.",
     )
 
@@ -124,7 +130,7 @@ def quarantine_telemetry() -> TableSpec:
             ("replay_run_id", T.StringType()),
         )),
         partition_by=("ingest_date",),
-        key=("record_id", "run_id", "batch_id"),
+        key=RECORD_KEY,
         description="Records that failed validation, with every reason.",
     )
 

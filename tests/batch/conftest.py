@@ -15,10 +15,9 @@ def lake(spark, tmp_path):
 
 
 def table(spark, lake, path: str, version: int | None = None):
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(lake.path(path))
+    from batch.delta_io import read_at
+
+    return read_at(spark, lake.path(path), version)
 
 
 def rows_by(spark, lake, path: str, *key: str) -> dict[tuple, dict]:

@@ -20,8 +20,7 @@ import pytest
 
 from gridlake.faults import POINTS
 from gridlake.lake import Lake
-from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
-from tests import oracle
+from tests.streaming.conftest import check_exactly_once
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,22 +51,6 @@ def _kill_during_a_batch(proc: subprocess.Popen, rng: random.Random, timeout: fl
             return line
     os.killpg(proc.pid, signal.SIGKILL)
     pytest.fail(f"the stream committed no batch in {timeout} s: {''.join(seen)}")
-
-
-def check_exactly_once(spark, lake: Lake, files: list[Path]) -> None:
-    records = list(oracle.read_records(files))
-    truth, invalid = oracle.silver_truth(records)
-    bronze = spark.read.format("delta").load(lake.path(bronze_telemetry()))
-    assert bronze.count() == len(records)
-    assert bronze.select("record_id").distinct().count() == len(records)
-    quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
-    assert quarantine.count() == len(invalid)
-    assert quarantine.select("record_id").distinct().count() == len(invalid)
-    silver = spark.read.format("delta").load(lake.path(silver_readings()))
-    rows = silver.select("device_id", "ts", "seq", "event_id").collect()
-    assert len(rows) == len({(r[0], r[1]) for r in rows}), "duplicate keys in silver"
-    assert {(r[0], r[1]): (r[2], r[3]) for r in rows} == {
-        k: (v["seq"], v["_id"]) for k, v in truth.items()}
 
 
 def _landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
