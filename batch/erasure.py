@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from functools import reduce
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -57,8 +58,11 @@ from shared_schemas.contract import ID_PATTERN
 from shared_schemas.tables import (
     RECORD_KEY,
     TableSpec,
+    bronze_telemetry,
     core_tables,
+    decision_log,
     erasure_log,
+    quarantine_telemetry,
     silver_readings,
     stats_properties,
 )
@@ -287,26 +291,32 @@ def _merge_metrics(builder) -> dict:
     return row.asDict() if row is not None else {}
 
 
-def _delete_rows(spark, spec: TableSpec, path: str, device_frame: DataFrame,
-                 matched: DataFrame) -> int:
-    """Delete the device's rows with a MERGE whose condition joins a source: no literal."""
-    from delta.tables import DeltaTable
+def _keys_match(keys: Iterable[str]) -> Column:
+    return reduce(lambda a, b: a & b, [F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in keys])
 
-    columns = set(spec.column_names)
-    if "device_id" in columns and "payload" not in columns:
-        source, on = device_frame, F.col("t.device_id") == F.col("s._device")
-    else:
-        keys = [c for c in RECORD_KEY if c in columns] or list(spec.key)
-        source = matched.select(*keys).distinct()
-        on = reduce(lambda a, b: a & b,
-                    [F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in keys])
+
+def _delete_matching(spark, path: str, source: DataFrame, on: Column, what: str) -> int:
+    """Delete the rows of the table at `path` that match a row of `source`; how many."""
+    from delta.tables import DeltaTable
 
     def merge() -> int:
         target = DeltaTable.forPath(spark, path).alias("t")
         row = _merge_metrics(target.merge(source.alias("s"), on).whenMatchedDelete())
         return int(row.get("num_deleted_rows", 0) or 0)
 
-    return guarded_write(merge, f"erasure delete in {spec.path}")
+    return guarded_write(merge, what)
+
+
+def _delete_rows(spark, spec: TableSpec, path: str, device_frame: DataFrame,
+                 matched: DataFrame) -> int:
+    """Delete the device's rows with a MERGE whose condition joins a source: no literal."""
+    columns = set(spec.column_names)
+    if "device_id" in columns and "payload" not in columns:
+        source, on = device_frame, F.col("t.device_id") == F.col("s._device")
+    else:
+        keys = [c for c in RECORD_KEY if c in columns] or list(spec.key)
+        source, on = matched.select(*keys).distinct(), _keys_match(keys)
+    return _delete_matching(spark, path, source, on, f"erasure delete in {spec.path}")
 
 
 def _redact_rows(spark, spec: TableSpec, path: str, device_frame: DataFrame,
@@ -401,6 +411,55 @@ def _write_certificate(spark, lake: Lake, certificate: Certificate) -> None:
                   f"erasure certificate {certificate.erasure_id}")
 
 
+# -- writers that decide from a bronze snapshot -----------------------------------------------
+
+def erased_meanwhile_line(count: int) -> str:
+    return (f"erasure: {count} record(s) that a concurrent forget erased after they were read "
+            "were removed again")
+
+
+def drop_erased(spark, lake: Lake, records: DataFrame, run_id: str,
+                contract: Contract = CURRENT) -> int:
+    """Delete what a writer wrote from bronze records that were erased while it ran.
+
+    `reprocess` and quarantine `replay` decide from bronze as they read it; a `forget` that
+    runs meanwhile can erase a device after that read, and the writer's later commits would
+    put its records back. Call this after the writer's last commit to silver, quarantine and
+    the decision log, with `records` the bronze key (`RECORD_KEY`) and `ingest_date` of every
+    record it decided from. `forget` erases bronze before any other table, so either bronze
+    no longer holds such a record here and its rows are deleted now, or every commit of the
+    writer came before `forget` read the other tables, and `forget` erases them.
+
+    Returns how many of `records` bronze no longer holds.
+    """
+    from delta.tables import DeltaTable
+
+    days = [r[0] for r in records.select("ingest_date").distinct().collect()]
+    if not days:
+        return 0
+    held = (spark.read.format("delta").load(lake.path(bronze_telemetry()))
+            .where(F.col("ingest_date").isin(*days)).select(*RECORD_KEY))
+    gone = (records.select(*RECORD_KEY).distinct()
+            .join(held, list(RECORD_KEY), "left_anti")
+            .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        erased = gone.count()
+        if erased:
+            for spec in (silver_readings(contract), quarantine_telemetry()):
+                _delete_matching(spark, lake.path(spec), gone, _keys_match(RECORD_KEY),
+                                 f"removal of erased records from {spec.path}")
+            decisions = lake.path(decision_log(contract))
+            if DeltaTable.isDeltaTable(spark, decisions):
+                # The log's run_id is the writer's; record_id names the bronze record.
+                mine = (F.col("t.run_id") == F.lit(run_id)) & (
+                    F.col("t.record_id") == F.col("s.record_id"))
+                _delete_matching(spark, decisions, gone.select("record_id").distinct(), mine,
+                                 "removal of erased records from the decision log")
+    finally:
+        gone.unpersist()
+    return erased
+
+
 # -- the erasure ------------------------------------------------------------------------------
 
 def forget(spark, lake: Lake, device: str, now: bool = False,
@@ -422,8 +481,10 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
     audit = erasure_log()
     device_frame = _device_frame(spark, device).cache()
     literal, pattern = F.lit(device), F.lit(token_pattern(device))
-    tables = [(spec, lake.path(spec)) for spec in core_tables(contract)
-              if spec.path != audit.path and DeltaTable.isDeltaTable(spark, lake.path(spec))]
+    # Bronze first: `drop_erased` relies on it to fence writers that read bronze before.
+    tables = sorted([(spec, lake.path(spec)) for spec in core_tables(contract)
+                     if spec.path != audit.path and DeltaTable.isDeltaTable(spark, lake.path(spec))],
+                    key=lambda table: table[0].path != bronze_telemetry().path)
     written: list[tuple[TableSpec, str]] = []
     retention = dt.timedelta(0)
     with_vectors: set[str] = set()  # tables whose deletes leave deletion vectors to purge

@@ -32,6 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from batch.erasure import drop_erased, erased_meanwhile_line
 from batch.reprocess import OPEN
 from batch.rollups import RollupResult, recompute
 from gridlake.ingest import BatchResult, WriteContext, record_batch, upsert_from_bronze
@@ -90,6 +91,7 @@ class ReplayResult:
     passed: int = 0
     still_failing: int = 0
     reasons_updated: int = 0
+    erased_meanwhile: int = 0
     batch: BatchResult | None = None
     rollup: RollupResult | None = None
     versions: dict[str, int | None] = field(default_factory=dict)
@@ -103,6 +105,8 @@ class ReplayResult:
         if self.batch is not None:
             out.append(f"silver: {self.batch.upserted} row(s) inserted or updated, "
                        f"{self.batch.duplicates_or_stale} duplicate or stale")
+        if self.erased_meanwhile:
+            out.append(erased_meanwhile_line(self.erased_meanwhile))
         if self.rollup is not None:
             out.append(self.rollup.line())
         written = [f"{t} v{v}" for t, v in self.versions.items() if v is not None]
@@ -314,6 +318,9 @@ def replay(spark, lake: Lake, reason: str | None = None, ids: Iterable[str] | No
             _update_quarantine(spark, lake, source, run_id, at, contract)
             result.versions["quarantine/telemetry"] = table_version(
                 spark, lake.path(quarantine_telemetry()))
+        if result.batch is not None:
+            result.erased_meanwhile = drop_erased(
+                spark, lake, validated.select(*RECORD_KEY, "ingest_date"), run_id, contract)
     finally:
         validated.unpersist()
 

@@ -17,6 +17,9 @@ records whose reading falls in the range are decided again:
   is marked `superseded`; a record that fails for the same reasons keeps its entry.
 - gold: the range's rollups are recomputed from the new silver version.
 
+A `forget` running meanwhile may erase records after they were read here; they are removed
+again from what this run wrote (`batch.erasure.drop_erased`) before the rollups.
+
 Records whose `ts` cannot be read have no event date and are left to quarantine replay.
 Earlier versions of every table stay reachable by Delta time travel.
 
@@ -37,6 +40,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch.delta_io import commit_version, read_at, replace_dates
+from batch.erasure import drop_erased, erased_meanwhile_line
 from batch.rollups import RollupResult, day_range, recompute
 from gridlake.ingest import (
     BatchResult,
@@ -75,6 +79,7 @@ class ReprocessResult:
     quarantine_added: int = 0
     quarantine_reprocessed: int = 0
     quarantine_superseded: int = 0
+    erased_meanwhile: int = 0
     versions: dict[str, int | None] = field(default_factory=dict)
     rollup: RollupResult | None = None
 
@@ -87,6 +92,8 @@ class ReprocessResult:
                f"quarantine: {self.quarantine_added} new entr(ies), "
                f"{self.quarantine_reprocessed} marked reprocessed, "
                f"{self.quarantine_superseded} superseded"]
+        if self.erased_meanwhile:
+            out.append(erased_meanwhile_line(self.erased_meanwhile))
         if self.rollup is not None:
             out.append(self.rollup.line())
         out.append("versions written: " + ", ".join(
@@ -209,8 +216,10 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
         log_decisions(spark, lake, candidates, ctx, contract,
                       silver_written=result.versions["silver/readings"])
 
+        read = validated.select(*RECORD_KEY, "ingest_date")
         newer = _new_bronze(spark, bronze_path, snapshot)
         if newer is not None:
+            read = read.unionByName(newer.select(*RECORD_KEY, "ingest_date"))
             late = (newer.transform(parse_and_validate(contract))
                     .transform(in_event_dates(dates, contract))
                     .transform(silver_rows(contract, at)))
@@ -243,6 +252,7 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
             source.unpersist()
         result.quarantine_reprocessed = moves["passed"]
         result.quarantine_superseded = moves["superseded"]
+        result.erased_meanwhile = drop_erased(spark, lake, read, run_id, contract)
     finally:
         validated.unpersist()
     result.silver_rows = (read_at(spark, silver_path, result.versions["silver/readings"])

@@ -3,11 +3,9 @@ over the same days, a reprocess of those days and a `forget` of one device. Ever
 succeed (lost write races retried) and the tables must end equal to the independent answer.
 
 The forgotten device sends nothing while the jobs run (its lines are left out of the files
-they read), so the answer does not depend on which job commits first.
-
-Known to fail (xfail): `reprocess` rebuilds from a bronze snapshot; when `forget` erases the
-device between that read and reprocess's writes, reprocess writes the device's records back
-(its quarantine update is a blind append). The erasure must fence such writers.
+they read), so the answer does not depend on which job commits first. `reprocess` decides
+from a bronze snapshot: when `forget` erases the device after that read, what reprocess wrote
+of it must be removed again (`batch.erasure.drop_erased`).
 """
 
 from __future__ import annotations
@@ -65,10 +63,6 @@ def _without(device: str, source: Path, target: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open race: a reprocess that read bronze before a concurrent forget "
-                          "erased it can append the device's records to quarantine (seen: one "
-                          "quarantine entry back after forget) or silver afterwards",
-                   strict=False)
 def test_stream_backfill_reprocess_and_forget_at_once_end_right(spark, small_fleet, tmp_path):
     stream = sorted((small_fleet / "stream").glob("*.jsonl"))
     zones = {r["site_id"]: r["timezone"]

@@ -91,3 +91,48 @@ def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
         7: [("reprocessed", (power,))],
         9: [("quarantined", ("payload.json",))],
     }
+
+
+def test_a_forget_landing_while_reprocess_runs_leaves_no_trace_of_the_device(
+        spark, lake, tmp_path, monkeypatch):
+    """`forget` erases D1 after reprocess read bronze and before it wrote anything: the
+    rebuild, the decision log and the new quarantine entries would put D1 back."""
+    import batch.reprocess
+    from batch.erasure import forget
+
+    records = [
+        X.event("D1", "S1", "meter", "2026-11-10T00:00:00Z", 1, 500.0),
+        X.event("D1", "S1", "meter", "2026-11-10T06:00:00Z", 2, 1500.0),
+        X.event("D1", "S1", "meter", "2026-11-11T06:00:00Z", 3, 800.0),
+        X.event("D2", "S1", "solar", "2026-11-10T12:00:00Z", 1, 100.0),
+        X.event("D2", "S1", "solar", "2026-11-11T12:00:00Z", 2, 2000.0),
+        X.event("D2", "S1", "solar", "2026-11-12T12:00:00Z", 3, 300.0),
+    ]
+    report = tmp_path / "r.jsonl"
+    report.write_bytes(b"\n".join(map(X.dumps, records)) + b"\n")
+    backfill(spark, lake, [report])
+    erased_in_range = sum(1 for r in records if r["data"]["device_id"] == "D1"
+                          and r["data"]["ts"][:10] in (str(A), str(B)))
+
+    rebuild = batch.reprocess.replace_dates
+    erasures = []
+
+    def erase_then_rebuild(*args, **kwargs):
+        if not erasures:
+            erasures.append(forget(spark, lake, "D1"))
+        return rebuild(*args, **kwargs)
+
+    monkeypatch.setattr(batch.reprocess, "replace_dates", erase_then_rebuild)
+    result = reprocess(spark, lake, A, B, contract=with_power_max(1000))
+
+    assert erasures and erasures[0].rows_removed > 0
+    kept = [r for r in oracle.read_records([report]) if b'"D1"' not in r.payload]
+    check(spark, lake, expected_truth(kept, 1000))
+    for path in ("bronze/telemetry", "quarantine/telemetry"):
+        rows = table(spark, lake, path)
+        assert rows.where(F.col("payload").cast("string").contains("D1")).count() == 0, path
+    for path in ("silver/readings", "_gridlake/decisions", "gold/daily_device_rollups"):
+        assert table(spark, lake, path).where(F.col("device_id") == "D1").count() == 0, path
+    # D2's reading above the stricter limit went to quarantine, as the rule says.
+    assert [r["source_line"] for r in table(spark, lake, "quarantine/telemetry").collect()] == [5]
+    assert result.erased_meanwhile == erased_in_range
