@@ -3,6 +3,13 @@ exactly-once check against the oracle."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +43,56 @@ def check_exactly_once(spark, lake, files: list[Path]) -> None:
     assert len(rows) == len({(r[0], r[1]) for r in rows}), "duplicate keys in silver"
     assert {(r[0], r[1]): (r[2], r[3]) for r in rows} == {
         k: (v["seq"], v["_id"]) for k, v in truth.items()}
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class StreamProcess:
+    """`gridlake stream` as its own process group; counts the records its batch lines report."""
+
+    def __init__(self, source: str, lake: Path, *extra: str, **env_extra: str):
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "GRIDLAKE_DRIVER_MEMORY": "1g",
+               **env_extra}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gridlake.cli", "stream", "--source", source,
+             "--lake", str(lake), *extra],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        self.read, self.lines = 0, []
+        self._reader = threading.Thread(target=self._follow, daemon=True)
+        self._reader.start()
+
+    def _follow(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            found = re.match(r"batch \d+: read (\d+),", line)
+            if found:
+                self.read += int(found.group(1))
+
+    def tail(self) -> str:
+        return "".join(self.lines[-40:])
+
+    def wait_for(self, records: int, timeout: float = 300) -> None:
+        """Until the batch lines add up to `records` records read."""
+        deadline = time.monotonic() + timeout
+        while self.read < records and time.monotonic() < deadline:
+            assert self.process.poll() is None, "the stream died:\n" + self.tail()
+            time.sleep(0.5)
+        assert self.read == records, f"read {self.read} of {records} in {timeout} s:\n{self.tail()}"
+
+    def signal(self, sig: int) -> int:
+        """Send `sig` to the whole process group (if it still runs); the exit code."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+        code = self.process.wait(timeout=180)
+        self._reader.join(timeout=10)
+        return code
+
+    def stop(self) -> int:
+        """SIGTERM to the gridlake process alone, as a service manager stops it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=300)
+        self._reader.join(timeout=10)
+        return code
