@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup jars test test-long lint demo bench-stream bench-batch notebooks lab chaos clean
+.PHONY: setup jars test test-long lint demo bench bench-stream bench-batch notebooks lab chaos clean
 
 setup: $(VENV)/.installed jars
 
@@ -42,6 +42,10 @@ test-cluster: setup
 
 demo: setup
 	$(BIN)/gridlake demo
+
+# Every benchmark side by side in one run: benchmarks/results/latest.json and latest.md (hours).
+bench: setup
+	$(BIN)/python -m benchmarks.bench
 
 bench-stream: setup
 	$(BIN)/python -m benchmarks.bench_stream

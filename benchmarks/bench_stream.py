@@ -100,11 +100,12 @@ def fleet_options(options: BenchOptions):
                            stream_files=options.stream_files, late_devices=0.0)
 
 
-def _silver_rows_arg(text: str) -> tuple[int, ...]:
+def silver_rows_arg(text: str) -> tuple[int, ...]:
     sizes = tuple(int(part.replace("_", "")) for part in text.split(","))
-    if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
+    if len(sizes) < 2 or sizes[0] <= 0 or list(sizes) != sorted(set(sizes)):
         raise argparse.ArgumentTypeError(
-            f"--silver-rows is {text!r}; it needs two sizes, small then large (e.g. 1000000,10000000)")
+            f"--silver-rows is {text!r}; it needs two or more sizes, smallest first "
+            "(e.g. 1000000,10000000)")
     return sizes
 
 
@@ -128,8 +129,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchOptions, Path]:
                    help="also split read / validate / dedup cost (batch passes, no-op sink)")
     p.add_argument("--tuned-snapshot-partitions", type=int, metavar="N",
                    help="also run (b) with spark.databricks.delta.snapshotPartitions=N")
-    p.add_argument("--silver-rows", type=_silver_rows_arg, default=d.silver_rows,
-                   metavar="SMALL,LARGE")
+    p.add_argument("--silver-rows", type=silver_rows_arg, default=d.silver_rows,
+                   metavar="SMALL,...,LARGE")
     p.add_argument("--silver-days", type=int, default=d.silver_days)
     p.add_argument("--merge-events", type=int, default=d.merge_events)
     p.add_argument("--merge-repeats", type=int, default=d.merge_repeats)
@@ -573,22 +574,24 @@ def silver_frame(spark, rows: int, days: int, first_day: dt.date, devices: int):
     return base.select(*columns)
 
 
-def write_merge_batch(folder: Path, options: BenchOptions, largest: int) -> tuple[Path, int]:
+def write_merge_batch(folder: Path, options: BenchOptions, largest: int,
+                      days: int = 1) -> tuple[Path, int]:
     """The 100k-event micro-batch as 4 JSON-lines files: corrections, then new readings.
 
-    Corrections (seq + 1) hit keys present in both silver sizes; new readings use slots past
-    the largest table's last one. Every event is on `merge_day`.
+    Corrections (seq + 1) hit keys present in every silver size; new readings use slots past
+    the largest table's last one. The events are spread evenly over `days` event dates,
+    `merge_day` and the days before it.
     """
     from gridlake.generator import Device, _EventMaker
     from shared_schemas import CURRENT
 
     per_day_small = options.silver_rows[0] // options.silver_days
     corrections = round(options.merge_events * options.merge_corrections)
-    if corrections > per_day_small:
+    if -(-corrections // days) > per_day_small:
         raise RuntimeError(f"{corrections} corrections need {corrections} rows per silver day; "
                            f"the small table has {per_day_small}")
     first_new_slot = -(-largest // options.silver_days // options.merge_devices) + 1
-    last_slot = first_new_slot + (options.merge_events - corrections) // options.merge_devices
+    last_slot = first_new_slot + (options.merge_events - corrections) // days // options.merge_devices
     if last_slot >= 288:
         raise RuntimeError("the merge batch does not fit one day of 5-minute slots; "
                            "raise --merge-devices")
@@ -599,11 +602,13 @@ def write_merge_batch(folder: Path, options: BenchOptions, largest: int) -> tupl
     folder.mkdir(parents=True)
     lines = []
     for n in range(options.merge_events):
-        k = n if n < corrections else n - corrections
+        within = n if n < corrections else n - corrections  # unique per (day, k)
+        day, k = within % days, within // days
         first = 0 if n < corrections else first_new_slot
         index, slot = k % options.merge_devices, first + k // options.merge_devices
         device = Device(index, f"D{index:05d}", f"S{index // 3:04d}", types[index % len(types)])
-        ts = (day0 + dt.timedelta(minutes=5 * slot)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ts = (day0 - dt.timedelta(days=day) + dt.timedelta(minutes=5 * slot)
+              ).strftime("%Y-%m-%dT%H:%M:%SZ")
         power = float((n * 7919) % 5000 - 2500)
         lines.append(maker.line(device, ts, 1000 + slot + 1, power,
                                 50.0 if device.device_type == "battery" else None, 22.0, "ok"))
@@ -753,7 +758,8 @@ def summarize(results: dict) -> dict:
             s["pipeline_tuned"] = _pipeline_summary(m["pipeline_tuned"]["runs"][-1])
     if m.get("merge"):
         sizes = m["merge"]["sizes"]
-        small, large = (str(x) for x in sorted(int(k) for k in sizes))
+        ordered = sorted(int(k) for k in sizes)
+        small, large = str(ordered[0]), str(ordered[-1])
 
         def med(key: Callable[[dict], float]) -> dict[str, float]:
             return {rows: _median([key(r) for r in sizes[rows]["runs"]]) for rows in sizes}
@@ -1019,19 +1025,23 @@ def finish(results: dict, out_dir: Path, name: str, render: Callable[[dict], str
     spark.stop()
 
 
-def run_merge_scaling(spark, work: Path, options: BenchOptions, recorder: StepRecorder) -> dict:
-    """(c): build both silver tables, then alternate MERGEs of the same batch into each."""
-    small, large = options.silver_rows
-    batch_dir, corrections = write_merge_batch(work / "merge-batch", options, large)
+def run_merge_scaling(spark, work: Path, options: BenchOptions, recorder: StepRecorder,
+                      lakes: dict | None = None) -> dict:
+    """(c): build every silver table, then alternate MERGEs of the same batch into each.
+
+    The lakes built are left in `lakes` (rows → lake) when a dict is given, for more runs.
+    """
+    batch_dir, corrections = write_merge_batch(work / "merge-batch", options,
+                                               options.silver_rows[-1])
     sizes: dict[str, dict] = {}
-    lakes = {}
-    for rows in (small, large):
+    lakes = {} if lakes is None else lakes
+    for rows in options.silver_rows:
         say(f"(c) building a silver table of {rows:,} rows over {options.silver_days} dates")
         lakes[rows], seconds = build_silver(spark, work / f"silver-{rows}", rows, options)
         sizes[str(rows)] = {"build_seconds": seconds, "runs": []}
         say(f"    built in {seconds:.1f} s")
     for i in range(options.merge_repeats):
-        for rows in (small, large):
+        for rows in options.silver_rows:
             recorder.events.clear()
             run = merge_once(spark, lakes[rows], batch_dir, recorder)
             sizes[str(rows)]["runs"].append(run)

@@ -147,16 +147,16 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
-    report(f"streaming {source.name} into {lake.root} (run {run_id}, checkpoint {checkpoint})")
-    query = writer.start()
-
     stop_requested = threading.Event()
 
     def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
         stop_requested.set()
 
+    # Before the line and the start: from the line on, a stop is always a clean one.
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        report(f"streaming {source.name} into {lake.root} (run {run_id}, checkpoint {checkpoint})")
+        query = writer.start()
         while query.isActive:
             if stop_requested.is_set() and not query.status.get("isTriggerActive", False):
                 query.stop()

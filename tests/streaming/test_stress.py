@@ -40,7 +40,7 @@ class Run:
         self.pending = sorted((fleet / "stream").glob("*.jsonl"))
         self.late = sorted(p for p in (fleet / "late").iterdir() if p.is_file())
         self.landing, self.lake = workdir / "landing", workdir / "lake"
-        self.landing.mkdir()
+        self.landing.mkdir(parents=True)
         self.lake_handle = open_lake(str(self.lake), create=True, spark=spark)
         self.added, self.loaded = [], []
         self.stream: StreamProcess | None = None
@@ -85,7 +85,11 @@ class Run:
             return "not running"
         code = self.stream.stop()
         crashed = self.armed and code == -signal.SIGKILL
-        assert code == 0 or crashed, f"SIGTERM ended the stream with {code}:\n{self.stream.tail()}"
+        # Before its "streaming ..." line the process is still starting: nothing to finish.
+        starting = code == -signal.SIGTERM and not any(
+            line.startswith("streaming ") for line in self.stream.lines)
+        assert code == 0 or crashed or starting, (
+            f"SIGTERM ended the stream with {code}:\n{self.stream.tail()}")
         self.stream = None
         return f"stopped (exit {code})"
 
