@@ -16,7 +16,9 @@ One SparkSession (`local[2]`, a 6g driver, UI off) and one generated fleet (cach
    that made a row visible in silver (change feed `_commit_timestamp`) minus the record's Kafka
    timestamp (set by the producer), p50/p95/p99; backlog (produced - read) sampled every 5 s:
    flat when its growth over the second half of the run is under 5% of the rate;
-5. **rollups**: a full 90-day recompute against `rollup --changed` after a late report touching
+5. **small files**: an hour of one-minute micro-batches streamed, then `gridlake compact`:
+   files per partition of each table and the rollup of those days, without and with it;
+6. **rollups**: a full 90-day recompute against `rollup --changed` after a late report touching
    3 days (`bench_batch.run_rollups`).
 
 Results: `benchmarks/results/latest.json` and `latest.md`.
@@ -84,6 +86,8 @@ class Options:
     kafka_seconds: int = 300
     kafka_devices: int = 2_000
     kafka_search_steps: int = 2
+    small_file_batches: int = 60  # an hour of 1-minute micro-batches
+    small_file_devices: int = 200
     batch: bench_batch.BatchBenchOptions = bench_batch.BatchBenchOptions()
 
 
@@ -93,7 +97,7 @@ QUICK = Options(
                         silver_rows=(60_000, 120_000, 240_000), merge_events=4_000,
                         merge_devices=60, merge_repeats=1),
     spread_days=(1, 3, 7), kafka_rates=(200, 1_000), kafka_seconds=30, kafka_devices=200,
-    kafka_search_steps=0,
+    kafka_search_steps=0, small_file_batches=8, small_file_devices=20,
     batch=bench_batch.BatchBenchOptions(devices=30, days=10, late_devices=5,
                                         throughput_devices=10))
 
@@ -102,7 +106,19 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part.replace("_", "")) for part in text.split(","))
 
 
-def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
+SECTIONS = ("ingest", "merge", "spread", "kafka", "small-files", "rollups")
+
+
+def _sections(text: str) -> set[str]:
+    chosen = {part.strip() for part in text.split(",")}
+    unknown = chosen - set(SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(sorted(unknown))}; "
+                                         f"choose from {', '.join(SECTIONS)}")
+    return chosen
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, Path, set[str]]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="every row at small sizes (a smoke run)")
@@ -111,6 +127,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
     p.add_argument("--kafka-rates", type=_ints, metavar="R1,R2,...",
                    help="events/s; the first is the latency target's rate")
     p.add_argument("--kafka-seconds", type=int, help="how long each rate runs")
+    p.add_argument("--only", type=_sections, default=set(SECTIONS), metavar="SECTION,...",
+                   help=f"run only these of {', '.join(SECTIONS)} (default: all)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR,
                    help="folder for latest.json and latest.md (default %(default)s)")
     a = p.parse_args(argv)
@@ -123,7 +141,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
     if max(options.spread_days) > options.stream.silver_days:
         p.error(f"--spread-days goes up to {max(options.spread_days)}; silver holds "
                 f"{options.stream.silver_days} days")
-    return options, a.out
+    return options, a.out, a.only
 
 
 # -- 1. ingest ----------------------------------------------------------------------------------
@@ -235,6 +253,52 @@ def run_spread(spark, lake, options: Options, work: Path, recorder: StepRecorder
         say(f"3. spread over {days} day(s): MERGE {run['merge_seconds']:.1f} s, "
             f"files removed {dm.get('numTargetFilesRemoved')}, added "
             f"{dm.get('numTargetFilesAdded')}")
+    return out
+
+
+# -- 5. small files ------------------------------------------------------------------------------
+
+def run_small_files(spark, options: Options, work: Path) -> dict:
+    """An hour of one-minute micro-batches (one small file each), then `compact`: files per
+    partition and the rollup of those days, before and after."""
+    from batch.compaction import compact, compacted_tables, files_per_partition
+    from batch.rollups import rollup_range
+    from gridlake.generator import GenerateOptions
+    from gridlake.lake import open_lake
+    from streaming.query import StreamOptions, run_stream
+    from streaming.sources import FileSource
+
+    fleet = cached_fleet(GenerateOptions(devices=options.small_file_devices, days=1,
+                                         stream_files=options.small_file_batches,
+                                         late_devices=0.0, seed=11), "small-files fleet")
+    lake = open_lake(str(work / "small-files-lake"), create=True, spark=spark)
+    t0 = time.monotonic()
+    run_stream(spark, lake, FileSource(str((fleet / "stream").resolve()), max_files_per_trigger=1),
+               StreamOptions(available_now=True), report=lambda line: None)
+    say(f"5. small files: {options.small_file_batches} micro-batches in "
+        f"{time.monotonic() - t0:.0f} s")
+    silver = spark.read.format("delta").load(lake.path(compacted_tables()[2]))
+    days = [r[0] for r in silver.select("event_date").distinct().orderBy("event_date").collect()]
+
+    def measure() -> dict:
+        files = {spec.path: files_per_partition(spark, lake, spec) for spec in compacted_tables()}
+        t = time.monotonic()
+        rollup_range(spark, lake, days[0], days[-1])
+        return {"files_per_partition": files, "rollup_seconds": time.monotonic() - t}
+
+    out = {"micro_batches": options.small_file_batches, "days": [str(d) for d in days],
+           "without_compaction": measure()}
+    t0 = time.monotonic()
+    compacted = compact(spark, lake)
+    out["compaction_seconds"] = time.monotonic() - t0
+    out["compaction"] = [asdict(t) for t in compacted]
+    out["with_compaction"] = measure()
+    for label in ("without_compaction", "with_compaction"):
+        files = out[label]["files_per_partition"]
+        say(f"   {label}: files per partition " + ", ".join(
+            f"{path} max {max(counts.values(), default=0)}" for path, counts in files.items())
+            + f"; rollup {out[label]['rollup_seconds']:.1f} s")
+    shutil.rmtree(lake.root, ignore_errors=True)
     return out
 
 
@@ -496,15 +560,27 @@ def markdown(results: dict) -> str:
                 f"{len(r['changed']['days'])} |", "",
                 f"`--changed` / full = **{s['changed_over_full']:.1%}** (target ≤ "
                 f"{bench_batch.CHANGED_TARGET:.0%}): {_verdict(s['changed_target_met'])}.", ""]
-    out += ["Not measured yet: files per partition after an hour of micro-batches with and "
-            "without compaction (gridlake runs no compaction of its own yet).", "",
-            "Raw numbers: `latest.json`.", ""]
+    if "small_files" in m:
+        sf = m["small_files"]
+        out += [f"## Small files ({sf['micro_batches']} one-file micro-batches, an hour at one "
+                "per minute)", "",
+                "| | " + " | ".join(f"{p} files / partition (max)" for p in
+                                   sf["without_compaction"]["files_per_partition"])
+                + " | rollup of those days, s |",
+                "|---|" + "---:|" * (len(sf["without_compaction"]["files_per_partition"]) + 1)]
+        for label in ("without_compaction", "with_compaction"):
+            files = sf[label]["files_per_partition"]
+            out.append(f"| {label.replace('_', ' ')} | " + " | ".join(
+                str(max(c.values(), default=0)) for c in files.values())
+                + f" | {sf[label]['rollup_seconds']:.1f} |")
+        out += ["", f"`gridlake compact` took {sf['compaction_seconds']:.1f} s.", ""]
+    out += ["Raw numbers: `latest.json`.", ""]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    options, out_dir = parse_args(argv)
+    options, out_dir, sections = parse_args(argv)
     results: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                      "machine": machine(), "options": asdict(options), "measurements": {},
                      "summary": {}}
@@ -522,19 +598,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say("warm-up on a tiny fleet")
         warm_up(spark, work, recorder)
-        m["ingest"] = run_ingest(spark, options, work, recorder)
-        say(f"2. MERGE scaling at {', '.join(f'{r:,}' for r in options.stream.silver_rows)} rows")
-        lakes: dict = {}
-        m["merge"] = run_merge_scaling(spark, work, options.stream, recorder, lakes)
-        m["spread"] = run_spread(spark, lakes[options.stream.silver_rows[-2]], options, work,
-                                 recorder)
-        for rows in list(lakes):
-            shutil.rmtree(lakes.pop(rows).root, ignore_errors=True)
-        m["kafka"] = run_kafka(spark, options, work)
-        say(f"5. rollups: {options.batch.devices} devices x {options.batch.days} days")
-        lake, m["rollups_build_seconds"] = bench_batch.build_lake(spark, work / "rollup-lake",
-                                                                  options.batch)
-        m["rollups"] = bench_batch.run_rollups(spark, lake, options.batch, work)
+        if "ingest" in sections:
+            m["ingest"] = run_ingest(spark, options, work, recorder)
+        if {"merge", "spread"} & sections:
+            say(f"2. MERGE scaling at {', '.join(f'{r:,}' for r in options.stream.silver_rows)}"
+                " rows")
+            lakes: dict = {}
+            m["merge"] = run_merge_scaling(spark, work, options.stream, recorder, lakes)
+            if "spread" in sections:
+                m["spread"] = run_spread(spark, lakes[options.stream.silver_rows[-2]], options,
+                                         work, recorder)
+            for rows in list(lakes):
+                shutil.rmtree(lakes.pop(rows).root, ignore_errors=True)
+        if "kafka" in sections:
+            m["kafka"] = run_kafka(spark, options, work)
+        if "small-files" in sections:
+            m["small_files"] = run_small_files(spark, options, work)
+        if "rollups" in sections:
+            say(f"6. rollups: {options.batch.devices} devices x {options.batch.days} days")
+            lake, m["rollups_build_seconds"] = bench_batch.build_lake(
+                spark, work / "rollup-lake", options.batch)
+            m["rollups"] = bench_batch.run_rollups(spark, lake, options.batch, work)
     finally:
         results["summary"] = summarize(m)
         finish(results, out_dir, "latest", markdown, work, spark)

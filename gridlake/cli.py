@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "produce",
     "backfill",
     "rollup",
+    "compact",
     "sites",
     "reprocess",
     "schema",

@@ -18,6 +18,7 @@ from dagster import Definitions, in_process_executor
 
 from orchestration.late_reports.jobs import late_report_backfill_job
 from orchestration.late_reports.sensors import late_reports_sensor
+from orchestration.maintenance.compaction import compact_lake_job, compact_lake_schedule
 from orchestration.resources import resources_for_deployment
 from orchestration.rollups.assets import daily_rollups_asset, daily_rollups_job, rollup_partitions
 from orchestration.rollups.checks import gx_checks
@@ -36,11 +37,13 @@ def build_defs(deployment: str | None = None, settings: Settings | None = None) 
     partitions = rollup_partitions(settings.partitions_start)
     rollups_job = daily_rollups_job(partitions)
     backfill_job = late_report_backfill_job()
+    compaction_job = compact_lake_job()
     return Definitions(
         assets=[*stream_table_specs(), daily_rollups_asset(partitions)],
         asset_checks=[*stream_checks(settings.freshness_minutes), *gx_checks()],
-        jobs=[rollups_job, backfill_job],
-        schedules=[daily_rollups_schedule(rollups_job, partitions)],
+        jobs=[rollups_job, backfill_job, compaction_job],
+        schedules=[daily_rollups_schedule(rollups_job, partitions),
+                   compact_lake_schedule(compaction_job)],
         sensors=[
             stream_progress_sensor(settings.freshness_minutes),
             late_reports_sensor(backfill_job, settle_seconds=settings.late_settle_seconds),
