@@ -52,24 +52,37 @@ def streamed_in_batches(spark, two_day_fleet, tmp_path_factory):
     return lake
 
 
-def test_compaction_keeps_to_the_partitions_asked_for(spark, streamed_in_batches):
+def test_the_dagster_job_compacts_only_the_partitions_of_the_last_days(spark,
+                                                                       streamed_in_batches):
+    from orchestration.maintenance.compaction import compact_lake_job
+    from tests.orchestration.conftest import in_process_resources
+
     lake = streamed_in_batches
-    choices = [(spec, since, counts) for spec in compacted_tables()
-               for counts in [files_read(spark, lake, spec)]
-               for since in sorted(counts)[1:]
-               if any(n > 1 for p, n in counts.items() if p < since)]
-    assert choices, "no table with a crowded partition before a later one: no test"
-    spec, since, before = choices[0]
+    specs = compacted_tables()
+    before = {spec.path: files_read(spark, lake, spec) for spec in specs}
+    dates = sorted({p for counts in before.values() for p in counts})
+    crowded_early = [since for since in dates[1:] if any(
+        n > 1 for counts in before.values() for p, n in counts.items() if p < since)]
+    assert crowded_early, "no crowded partition before a later one: no test"
+    since = crowded_early[-1]
+    days = (dt.datetime.now(dt.UTC).date() - dt.date.fromisoformat(since)).days + 1
 
-    [result] = [r for r in compact(spark, lake, since=dt.date.fromisoformat(since))
-                if r.path == spec.path]
+    result = compact_lake_job().execute_in_process(
+        run_config={"ops": {"compact_recent_partitions": {"config": {"days": days}}}},
+        resources=in_process_resources(lake))
 
-    after = files_read(spark, lake, spec)
-    assert {p: n for p, n in after.items() if p < since} == {
-        p: n for p, n in before.items() if p < since}
-    assert {p: n for p, n in after.items() if p >= since} == {
-        p: 1 for p in before if p >= since}
-    assert result.files_removed == sum(n for p, n in before.items() if p >= since and n > 1)
+    assert result.success
+    for spec in specs:
+        after = files_read(spark, lake, spec)
+        assert {p: n for p, n in after.items() if p < since} == {
+            p: n for p, n in before[spec.path].items() if p < since}, spec.path
+        assert {p: n for p, n in after.items() if p >= since} == {
+            p: 1 for p in before[spec.path] if p >= since}, spec.path
+    [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert metadata["since"].value == since
+    assert metadata["files_removed"].value == sum(
+        n for counts in before.values() for p, n in counts.items() if p >= since and n > 1)
     with pytest.raises(TypeError):
         compact(spark, lake, since="2026-01-01' OR 1=1")
 

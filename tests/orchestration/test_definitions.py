@@ -38,8 +38,12 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor():
     assert len(gx) == 4 and all(spec.blocking for spec in gx)
     assert {s.name for s in repo.sensor_defs} == {"stream_progress", "late_report_files",
                                                   "silver_changes"}
-    assert [s.name for s in repo.schedule_defs] == ["daily_rollups_after_midnight"]
-    assert {"daily_rollups_job", "late_report_backfill"} <= {j.name for j in repo.get_all_jobs()}
+    assert sorted(s.name for s in repo.schedule_defs) == ["compact_lake_hourly",
+                                                          "daily_rollups_after_midnight"]
+    assert all(s.default_status.value == "STOPPED" for s in repo.schedule_defs)
+    assert {"daily_rollups_job", "late_report_backfill", "compact_lake"} <= {
+        j.name for j in repo.get_all_jobs()}
+    assert repo.get_job("compact_lake").executor_def.name == "in_process"
     assert {g: sorted(k.to_user_string() for k in keys) for g, keys in _groups(graph).items()} == {
         "stream": ["bronze_telemetry", "quarantine_telemetry", "silver_readings"],
         "rollups": ["daily_device_rollups", "daily_site_rollups"]}
