@@ -282,9 +282,12 @@ def run_small_files(spark, options: Options, work: Path) -> dict:
 
     def measure() -> dict:
         files = {spec.path: files_per_partition(spark, lake, spec) for spec in compacted_tables()}
-        t = time.monotonic()
-        rollup_range(spark, lake, days[0], days[-1])
-        return {"files_per_partition": files, "rollup_seconds": time.monotonic() - t}
+        runs = []
+        for _ in range(2):  # the better of two, so neither side pays for a cold start
+            t = time.monotonic()
+            rollup_range(spark, lake, days[0], days[-1])
+            runs.append(time.monotonic() - t)
+        return {"files_per_partition": files, "rollup_seconds": min(runs), "rollup_runs": runs}
 
     out = {"micro_batches": options.small_file_batches, "days": [str(d) for d in days],
            "without_compaction": measure()}
@@ -562,8 +565,8 @@ def markdown(results: dict) -> str:
                 f"{bench_batch.CHANGED_TARGET:.0%}): {_verdict(s['changed_target_met'])}.", ""]
     if "small_files" in m:
         sf = m["small_files"]
-        out += [f"## Small files ({sf['micro_batches']} one-file micro-batches, an hour at one "
-                "per minute)", "",
+        out += [f"## Small files ({sf['micro_batches']} one-file micro-batches; 60 are an hour "
+                "at one per minute)", "",
                 "| | " + " | ".join(f"{p} files / partition (max)" for p in
                                    sf["without_compaction"]["files_per_partition"])
                 + " | rollup of those days, s |",
