@@ -49,19 +49,19 @@ from pathlib import Path
 
 from benchmarks import bench_batch
 from benchmarks.bench_stream import (
-    DATA_DIR,
     DRIVER_MEMORY,
     MASTER,
     RESULTS_DIR,
     STREAM_TARGET,
     BenchOptions,
     StepRecorder,
+    bench_session,
     cached_fleet,
     count_lines,
     finish,
     fleet_options,
-    machine,
     merge_once,
+    new_results,
     run_ceiling,
     run_merge_scaling,
     run_pipeline,
@@ -582,20 +582,9 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     options, out_dir, sections = parse_args(argv)
-    results: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                     "machine": machine(), "options": asdict(options), "measurements": {},
-                     "summary": {}}
-    say(f"machine: {results['machine']['nproc']} cores, {results['machine']['memory_gib']} GiB, "
-        f"load {results['machine']['load_average_at_start']}")
-    from gridlake.session import spark_session
-
-    spark = spark_session(app_name="gridlake-bench", master=MASTER, extra_conf={
-        "spark.driver.memory": DRIVER_MEMORY, "spark.ui.enabled": "false"})
-    work = DATA_DIR / "bench-work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    results = new_results(options)
+    spark, work = bench_session("gridlake-bench", "bench-work")
     recorder = StepRecorder(spark)
     m = results["measurements"]
     try:

@@ -27,22 +27,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks.bench_stream import (
-    DATA_DIR,
     DRIVER_MEMORY,
     MASTER,
     RESULTS_DIR,
     StepRecorder,
+    bench_session,
     finish,
-    machine,
+    new_results,
     run_pipeline,
     say,
     silver_frame,
@@ -340,21 +339,9 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     options, out_dir = parse_args(argv)
-    results: dict = {
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "options": asdict(options), "measurements": {}, "summary": {},
-    }
-    say(f"machine: {results['machine']['nproc']} cores, {results['machine']['memory_gib']} GiB, "
-        f"load {results['machine']['load_average_at_start']}")
-    from gridlake.session import spark_session
-
-    spark = spark_session(app_name="gridlake-bench-batch", master=MASTER, extra_conf={
-        "spark.driver.memory": DRIVER_MEMORY, "spark.ui.enabled": "false"})
-    work = DATA_DIR / "batch-work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    results = new_results(options)
+    spark, work = bench_session("gridlake-bench-batch", "batch-work")
     m = results["measurements"]
     try:
         say(f"building the lake: {options.devices} devices x {options.days} days")

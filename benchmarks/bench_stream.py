@@ -924,33 +924,44 @@ def warm_up(spark, work: Path, recorder: StepRecorder) -> None:
         run_pipeline(spark, small / "stream", work, events, 4, recorder)
 
 
-def main(argv: list[str] | None = None) -> int:
+def new_results(options) -> dict:
+    """The skeleton of a benchmark's results: start time, machine, options."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    options, out_dir = parse_args(argv)
-    results: dict = {
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "options": asdict(options), "measurements": {},
-    }
+    results = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+               "machine": machine(), "options": asdict(options), "measurements": {},
+               "summary": {}}
     say(f"machine: {results['machine']['nproc']} cores, {results['machine']['memory_gib']} GiB, "
         f"load {results['machine']['load_average_at_start']}")
+    return results
+
+
+def bench_session(app_name: str, work_name: str):
+    """The benchmarks' Spark session (local[2], a 6g driver, UI off) and an empty work folder."""
+    from gridlake.session import spark_session
+
+    spark = spark_session(app_name=app_name, master=MASTER, extra_conf={
+        "spark.driver.memory": DRIVER_MEMORY, "spark.ui.enabled": "false"})
+    work = DATA_DIR / work_name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return spark, work
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, out_dir = parse_args(argv)
+    results = new_results(options)
     fleet = cached_fleet(fleet_options(options), "benchmark fleet")
     landing = fleet / "stream"
     events = count_lines(landing)
     say(f"{events:,} landing lines in {len(list(landing.glob('*.jsonl')))} files")
 
-    from gridlake.session import spark_session
-
     t0 = time.monotonic()
-    spark = spark_session(app_name="gridlake-bench-stream", master=MASTER, extra_conf={
-        "spark.driver.memory": DRIVER_MEMORY, "spark.ui.enabled": "false"})
+    spark, work = bench_session("gridlake-bench-stream", "work")
     say(f"spark session in {time.monotonic() - t0:.1f} s; JVM heap "
         f"{spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() / 2**30:.1f} GiB")
     results["spark_conf"] = {k: v for k, v in spark.sparkContext.getConf().getAll()
                              if not k.startswith("spark.jars") and "host" not in k
                              and "port" not in k and ".id" not in k}
-    work = DATA_DIR / "work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     recorder = StepRecorder(spark)
     m = results["measurements"]
     try:
