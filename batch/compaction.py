@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from gridlake.lake import Lake, table_version
+from gridlake.lake import Lake
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import (
@@ -96,7 +96,8 @@ def compact(spark, lake: Lake, since: dt.date | None = None,
         result = TableCompaction(spec.path, int(metrics["numFilesRemoved"] or 0),
                                  int(metrics["numFilesAdded"] or 0),
                                  int(metrics["partitionsOptimized"] or 0))
-        if result.files_removed:
-            result.version = table_version(spark, path)
+        if result.files_removed:  # this OPTIMIZE's commit, not a later write's
+            result.version = (DeltaTable.forPath(spark, path).history(20)
+                              .where("operation = 'OPTIMIZE'").first()["version"])
         out.append(result)
     return out

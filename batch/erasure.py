@@ -419,17 +419,20 @@ def erased_meanwhile_line(count: int) -> str:
 
 
 def drop_erased(spark, lake: Lake, records: DataFrame, run_id: str,
-                contract: Contract = CURRENT) -> int:
+                event_dates: list[dt.date], contract: Contract = CURRENT) -> int:
     """Delete what a writer wrote from bronze records that were erased while it ran.
 
     `reprocess` and quarantine `replay` decide from bronze as they read it; a `forget` that
     runs meanwhile can erase a device after that read, and the writer's later commits would
     put its records back. Call this after the writer's last commit to silver, quarantine and
-    the decision log, with `records` the bronze key (`RECORD_KEY`) and `ingest_date` of every
-    record it decided from. `forget` erases bronze before any other table, so either bronze
-    no longer holds such a record here and its rows are deleted now, or every commit of the
-    writer came before `forget` read the other tables, and `forget` erases them.
+    the decision log, with `records` the bronze rows it decided from (`RECORD_KEY`,
+    `ingest_date`, `payload`; read at a fixed version) and `event_dates` the silver dates it
+    wrote. `forget` erases bronze before any other table, so either bronze no longer holds
+    such a record here and its rows are deleted now, or every commit of the writer came before
+    `forget` read the other tables, and `forget` erases them.
 
+    A record still held is found by its run, batch and payload, never by `record_id`: `forget`
+    rewrites names of the device inside other records' ids (`[erased]`) but never a payload.
     Returns how many of `records` bronze no longer holds.
     """
     from delta.tables import DeltaTable
@@ -437,24 +440,37 @@ def drop_erased(spark, lake: Lake, records: DataFrame, run_id: str,
     days = [r[0] for r in records.select("ingest_date").distinct().collect()]
     if not days:
         return 0
+    digest = F.sha2(F.col("payload"), 256)
     held = (spark.read.format("delta").load(lake.path(bronze_telemetry()))
-            .where(F.col("ingest_date").isin(*days)).select(*RECORD_KEY))
-    gone = (records.select(*RECORD_KEY).distinct()
-            .join(held, list(RECORD_KEY), "left_anti")
+            .where(F.col("ingest_date").isin(*days))
+            .select("run_id", "batch_id", digest.alias("_digest")).distinct().alias("h"))
+    read = records.select(*RECORD_KEY, "ingest_date", digest.alias("_digest")).alias("r")
+    same = ((F.col("r.run_id") == F.col("h.run_id")) & (F.col("r.batch_id") == F.col("h.batch_id"))
+            & F.col("r._digest").eqNullSafe(F.col("h._digest")))
+    gone = (read.join(held, same, "left_anti").select(*RECORD_KEY, "ingest_date").distinct()
             .persist(StorageLevel.MEMORY_AND_DISK))
     try:
         erased = gone.count()
-        if erased:
-            for spec in (silver_readings(contract), quarantine_telemetry()):
-                _delete_matching(spark, lake.path(spec), gone, _keys_match(RECORD_KEY),
-                                 f"removal of erased records from {spec.path}")
-            decisions = lake.path(decision_log(contract))
-            if DeltaTable.isDeltaTable(spark, decisions):
-                # The log's run_id is the writer's; record_id names the bronze record.
-                mine = (F.col("t.run_id") == F.lit(run_id)) & (
-                    F.col("t.record_id") == F.col("s.record_id"))
-                _delete_matching(spark, decisions, gone.select("record_id").distinct(), mine,
-                                 "removal of erased records from the decision log")
+        if not erased:
+            return 0
+        # Each delete names its partitions, so it does not conflict with the stream's commits
+        # to other days.
+        silver = silver_readings(contract)
+        _delete_matching(spark, lake.path(silver), gone, _keys_match(RECORD_KEY)
+                         & F.col("t.event_date").isin(*event_dates),
+                         f"removal of erased records from {silver.path}")
+        quarantine = quarantine_telemetry()
+        _delete_matching(spark, lake.path(quarantine), gone, _keys_match(RECORD_KEY)
+                         & F.col("t.ingest_date").isin(*days),
+                         f"removal of erased records from {quarantine.path}")
+        decisions = lake.path(decision_log(contract))
+        if DeltaTable.isDeltaTable(spark, decisions):
+            # The log's run_id is the writer's; record_id names the bronze record.
+            mine = ((F.col("t.run_id") == F.lit(run_id))
+                    & (F.col("t.record_id") == F.col("s.record_id"))
+                    & F.col("t.event_date").isin(*event_dates))
+            _delete_matching(spark, decisions, gone.select("record_id").distinct(), mine,
+                             "removal of erased records from the decision log")
     finally:
         gone.unpersist()
     return erased

@@ -32,6 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from batch.delta_io import read_at
 from batch.erasure import drop_erased, erased_meanwhile_line
 from batch.reprocess import OPEN
 from batch.rollups import RollupResult, recompute
@@ -290,7 +291,8 @@ def replay(spark, lake: Lake, reason: str | None = None, ids: Iterable[str] | No
 
     spec = bronze_telemetry()
     keys = entries.select(*RECORD_KEY).distinct()
-    validated = (spark.read.format("delta").load(lake.path(spec))
+    bronze_version = table_version(spark, lake.path(spec))  # one version for every use
+    validated = (read_at(spark, lake.path(spec), bronze_version)
                  .where(F.col("ingest_date").isin(*ingest_dates))  # only those partitions
                  .join(keys, list(RECORD_KEY), "left_semi")
                  .transform(parse_and_validate(contract))
@@ -320,7 +322,8 @@ def replay(spark, lake: Lake, reason: str | None = None, ids: Iterable[str] | No
                 spark, lake.path(quarantine_telemetry()))
         if result.batch is not None:
             result.erased_meanwhile = drop_erased(
-                spark, lake, validated.select(*RECORD_KEY, "ingest_date"), run_id, contract)
+                spark, lake, validated.select(*RECORD_KEY, "ingest_date", "payload"), run_id,
+                result.batch.event_dates, contract)
     finally:
         validated.unpersist()
 

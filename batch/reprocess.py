@@ -170,9 +170,10 @@ def _merge_quarantine(spark, lake: Lake, source: DataFrame, run_id: str, at: dt.
 
 
 def _new_bronze(spark, path: str, since: int) -> DataFrame | None:
-    """Bronze rows appended after version `since` (bronze is append-only), or None."""
+    """Bronze rows appended after version `since` (bronze is append-only), or None; read at
+    one version, so every use of the result sees the same rows."""
     before = read_at(spark, path, since).select("run_id", "batch_id").distinct()
-    now = read_at(spark, path)
+    now = read_at(spark, path, table_version(spark, path))
     batches = now.select("run_id", "batch_id").distinct().join(before, ["run_id", "batch_id"],
                                                               "left_anti")
     if not batches.limit(1).count():
@@ -216,10 +217,11 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
         log_decisions(spark, lake, candidates, ctx, contract,
                       silver_written=result.versions["silver/readings"])
 
-        read = validated.select(*RECORD_KEY, "ingest_date")
+        decided_from = [*RECORD_KEY, "ingest_date", "payload"]
+        read = validated.select(*decided_from)
         newer = _new_bronze(spark, bronze_path, snapshot)
         if newer is not None:
-            read = read.unionByName(newer.select(*RECORD_KEY, "ingest_date"))
+            read = read.unionByName(newer.select(*decided_from))
             late = (newer.transform(parse_and_validate(contract))
                     .transform(in_event_dates(dates, contract))
                     .transform(silver_rows(contract, at)))
@@ -252,7 +254,7 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
             source.unpersist()
         result.quarantine_reprocessed = moves["passed"]
         result.quarantine_superseded = moves["superseded"]
-        result.erased_meanwhile = drop_erased(spark, lake, read, run_id, contract)
+        result.erased_meanwhile = drop_erased(spark, lake, read, run_id, dates, contract)
     finally:
         validated.unpersist()
     result.silver_rows = (read_at(spark, silver_path, result.versions["silver/readings"])

@@ -56,6 +56,7 @@ from benchmarks.bench_stream import (
     BenchOptions,
     StepRecorder,
     bench_session,
+    build_silver,
     cached_fleet,
     count_lines,
     finish,
@@ -388,27 +389,34 @@ def run_rate(spark, broker, rate: int, seconds: int, devices: int, work: Path) -
     broker.create_topic(topic, partitions=2)
     lake_dir = work / f"kafka-lake-{rate}"
     process, lines = _stream_process(f"kafka:{broker.bootstrap}/{topic}", lake_dir)
-    deadline = time.monotonic() + 300
-    while not any(line.startswith("streaming ") for line in lines):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the stream did not start:\n" + "".join(lines[-20:]))
-        time.sleep(0.5)
-    time.sleep(10)  # the query is up and polling
     producer = Producer(broker.bootstrap, topic, rate, devices, first_slot=0)
-    started = time.monotonic()
-    producer.start()
-    samples = []
-    while time.monotonic() - started < seconds:
-        time.sleep(5)
-        samples.append((time.monotonic() - started, producer.produced - _records_read(lines)))
-    producer.stopping.set()
-    producer.join()
-    drain_deadline = time.monotonic() + max(120, seconds * 3)
-    while _records_read(lines) < producer.produced and time.monotonic() < drain_deadline:
-        time.sleep(2)
-    drained = _records_read(lines) >= producer.produced
-    os.kill(process.pid, signal.SIGTERM)
-    process.wait(timeout=600)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(line.startswith("streaming ") for line in lines):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the stream did not start:\n" + "".join(lines[-20:]))
+            time.sleep(0.5)
+        time.sleep(10)  # the query is up and polling
+        started = time.monotonic()
+        producer.start()
+        samples = []
+        while time.monotonic() - started < seconds:
+            time.sleep(5)
+            samples.append((time.monotonic() - started,
+                            producer.produced - _records_read(lines)))
+        producer.stopping.set()
+        producer.join()
+        drain_deadline = time.monotonic() + max(120, seconds * 3)
+        while _records_read(lines) < producer.produced and time.monotonic() < drain_deadline:
+            time.sleep(2)
+        drained = _records_read(lines) >= producer.produced
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=600)
+    finally:
+        producer.stopping.set()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     lake = Lake(str(lake_dir.resolve()))
     bronze = (spark.read.format("delta").load(lake.path(bronze_telemetry()))
@@ -420,11 +428,16 @@ def run_rate(spark, broker, rate: int, seconds: int, devices: int, work: Path) -
     latency = (visible.join(bronze, ["record_id", "run_id", "batch_id"])
                .select((F.unix_micros("_commit_timestamp") - F.unix_micros("kafka_timestamp"))
                        .alias("us")))
-    p50, p95, p99 = latency.approxQuantile("us", [0.5, 0.95, 0.99], 0.001)
+    visible_rows = latency.count()
+    quantiles = (latency.approxQuantile("us", [0.5, 0.95, 0.99], 0.001) if visible_rows
+                 else [float("inf")] * 3)
+    p50, p95, p99 = quantiles
     growth = _growth(samples)
     result = {"rate": rate, "seconds": seconds, "produced": producer.produced,
               "read": _records_read(lines), "drained": drained,
-              "achieved_rate": producer.produced / seconds,
+              "achieved_rate": producer.produced / seconds, "visible_in_silver": visible_rows,
+              # Records never seen in silver are left out: the quantiles are then lower bounds.
+              "latency_lower_bound": visible_rows < producer.produced,
               "latency_s": {"p50": p50 / 1e6, "p95": p95 / 1e6, "p99": p99 / 1e6},
               "backlog_samples": samples, "backlog_growth_per_s": growth,
               "flat_backlog": growth <= FLAT_BACKLOG * rate and drained}
@@ -482,7 +495,8 @@ def summarize(m: dict) -> dict:
     if "kafka" in m and m["kafka"]["runs"]:
         first = m["kafka"]["runs"][0]
         s["kafka_p99_at_first_rate"] = first["latency_s"]["p99"]
-        s["kafka_target_met"] = first["latency_s"]["p99"] <= LATENCY_TARGET
+        s["kafka_target_met"] = (first["latency_s"]["p99"] <= LATENCY_TARGET
+                                 and not first["latency_lower_bound"])
     if "rollups" in m:
         s["changed_over_full"] = m["rollups"]["changed"]["seconds"] / m["rollups"]["full"]["seconds"]
         s["changed_target_met"] = s["changed_over_full"] <= bench_batch.CHANGED_TARGET
@@ -545,9 +559,10 @@ def markdown(results: dict) -> str:
                 "| rate asked, events/s | achieved | p50 s | p95 s | p99 s | backlog growth /s |",
                 "|---:|---:|---:|---:|---:|---|"]
         for r in k["runs"]:
-            lat = r["latency_s"]
-            out.append(f"| {r['rate']:,} | {r['achieved_rate']:,.0f} | {lat['p50']:.1f} | "
-                       f"{lat['p95']:.1f} | {lat['p99']:.1f} | {r['backlog_growth_per_s']:,.0f} "
+            lat, at_least = r["latency_s"], "≥ " if r["latency_lower_bound"] else ""
+            out.append(f"| {r['rate']:,} | {r['achieved_rate']:,.0f} | {at_least}{lat['p50']:.1f} | "
+                       f"{at_least}{lat['p95']:.1f} | {at_least}{lat['p99']:.1f} | "
+                       f"{r['backlog_growth_per_s']:,.0f} "
                        f"({'flat' if r['flat_backlog'] else 'growing'}) |")
         out += ["", f"p99 at {k['runs'][0]['rate']:,}/s = **{s['kafka_p99_at_first_rate']:.1f} s** "
                 f"(target ≤ {LATENCY_TARGET:.0f} s): {_verdict(s['kafka_target_met'])}. Highest "
@@ -593,13 +608,17 @@ def main(argv: list[str] | None = None) -> int:
         if "ingest" in sections:
             m["ingest"] = run_ingest(spark, options, work, recorder)
         if {"merge", "spread"} & sections:
-            say(f"2. MERGE scaling at {', '.join(f'{r:,}' for r in options.stream.silver_rows)}"
-                " rows")
             lakes: dict = {}
-            m["merge"] = run_merge_scaling(spark, work, options.stream, recorder, lakes)
+            spread_rows = options.stream.silver_rows[-2]
+            if "merge" in sections:
+                say(f"2. MERGE scaling at "
+                    f"{', '.join(f'{r:,}' for r in options.stream.silver_rows)} rows")
+                m["merge"] = run_merge_scaling(spark, work, options.stream, recorder, lakes)
+            else:
+                lakes[spread_rows], _ = build_silver(spark, work / f"silver-{spread_rows}",
+                                                     spread_rows, options.stream)
             if "spread" in sections:
-                m["spread"] = run_spread(spark, lakes[options.stream.silver_rows[-2]], options,
-                                         work, recorder)
+                m["spread"] = run_spread(spark, lakes[spread_rows], options, work, recorder)
             for rows in list(lakes):
                 shutil.rmtree(lakes.pop(rows).root, ignore_errors=True)
         if "kafka" in sections:

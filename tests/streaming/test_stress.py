@@ -76,6 +76,8 @@ class Run:
         if self.stream is None:
             return "not running"
         time.sleep(self.rng.uniform(0.0, 3.0))
+        if self.stream.process.poll() is not None:
+            return self._reap()
         code = self.stream.signal(signal.SIGKILL)
         self.stream = None
         return f"killed (exit {code})"
@@ -111,18 +113,25 @@ class Run:
             self.stop()
         drain = StreamProcess(f"files:{self.landing}", self.lake, "--max-files-per-trigger", "4",
                               "--available-now")
-        code = drain.process.wait(timeout=900)
-        drain.signal(signal.SIGTERM)
+        try:
+            code = drain.process.wait(timeout=900)
+        finally:
+            drain.signal(signal.SIGKILL)  # no-op once it has exited; a hung drain dies here
         assert code == 0, drain.tail()
         if self.added or self.loaded:
             check_exactly_once(self.spark, self.lake_handle, [*self.added, *self.loaded])
         return f"{len(self.added)} file(s) streamed, {len(self.loaded)} late report(s): exact"
 
-    def _reap(self) -> None:
-        """A stream that crashed at its armed point has exited; forget it."""
-        if self.stream is not None:
-            self.stream.signal(signal.SIGKILL)
-            self.stream = None
+    def _reap(self) -> str:
+        """Forget a stream that exited by itself: only its armed crash point may end it."""
+        if self.stream is None:
+            return "not running"
+        code = self.stream.process.poll()
+        self.stream.signal(signal.SIGKILL)
+        assert code is None or (self.armed and code == -signal.SIGKILL), (
+            f"the stream exited by itself with {code}:\n{self.stream.tail()}")
+        self.stream = None
+        return f"had crashed at its armed point (exit {code})"
 
 
 def test_random_stress_run_keeps_every_record_exactly_once(spark, tmp_path):
