@@ -266,6 +266,7 @@ def run_small_files(spark, options: Options, work: Path) -> dict:
     from batch.rollups import rollup_range
     from gridlake.generator import GenerateOptions
     from gridlake.lake import open_lake
+    from shared_schemas.tables import silver_readings
     from streaming.query import StreamOptions, run_stream
     from streaming.sources import FileSource
 
@@ -278,7 +279,7 @@ def run_small_files(spark, options: Options, work: Path) -> dict:
                StreamOptions(available_now=True), report=lambda line: None)
     say(f"5. small files: {options.small_file_batches} micro-batches in "
         f"{time.monotonic() - t0:.0f} s")
-    silver = spark.read.format("delta").load(lake.path(compacted_tables()[2]))
+    silver = spark.read.format("delta").load(lake.path(silver_readings()))
     days = [r[0] for r in silver.select("event_date").distinct().orderBy("event_date").collect()]
 
     def measure() -> dict:
@@ -474,8 +475,8 @@ def run_kafka(spark, options: Options, work: Path) -> dict:
 
 # -- the report ---------------------------------------------------------------------------------
 
-def summarize(m: dict) -> dict:
-    s: dict = {}
+def summarize(results: dict) -> dict:
+    m, s = results["measurements"], {}
     if "ingest" in m:
         ingest = m["ingest"]
         ceiling = ingest["events"] / ingest["delta_append"]["seconds"]
@@ -631,9 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                 spark, work / "rollup-lake", options.batch)
             m["rollups"] = bench_batch.run_rollups(spark, lake, options.batch, work)
     finally:
-        results["summary"] = summarize(m)
-        finish(results, out_dir, "latest", markdown, work, spark)
-    print(markdown(results))
+        finish(results, out_dir, "latest", summarize, markdown, work, spark)
     return 0
 
 

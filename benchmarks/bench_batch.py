@@ -269,8 +269,8 @@ def run_throughput(spark, work: Path, options: BatchBenchOptions) -> dict:
 
 # -- the report ---------------------------------------------------------------------------------
 
-def summarize(m: dict) -> dict:
-    out: dict = {}
+def summarize(results: dict) -> dict:
+    m, out = results["measurements"], {}
     if "full" in m and "changed" in m:
         ratio = m["changed"]["seconds"] / m["full"]["seconds"]
         out["changed_over_full"] = ratio
@@ -350,9 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         m.update(run_rollups(spark, lake, options, work))
         m["throughput"] = run_throughput(spark, work, options)
     finally:
-        results["summary"] = summarize(m)
-        finish(results, out_dir, "batch", markdown, work, spark)
-    print(markdown(results))
+        finish(results, out_dir, "batch", summarize, markdown, work, spark)
     return 0
 
 

@@ -1016,15 +1016,15 @@ def main(argv: list[str] | None = None) -> int:
         if options.silver_rows:
             m["merge"] = run_merge_scaling(spark, work, options, recorder)
     finally:
-        results["summary"] = summarize(results) if m else {}
-        finish(results, out_dir, "stream", markdown, work, spark)
-    print(markdown(results))
+        finish(results, out_dir, "stream", summarize, markdown, work, spark)
     return 0
 
 
-def finish(results: dict, out_dir: Path, name: str, render: Callable[[dict], str], work: Path,
-           spark) -> None:
-    """Stamp the end of a run, write `name`.json and `name`.md, drop the work folder and Spark."""
+def finish(results: dict, out_dir: Path, name: str, summarize: Callable[[dict], dict],
+           render: Callable[[dict], str], work: Path, spark) -> None:
+    """End a run, whole or not: summarize, write `name`.json and `name`.md, print the report,
+    drop the work folder and Spark."""
+    results["summary"] = summarize(results) if results["measurements"] else {}
     results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1032,6 +1032,7 @@ def finish(results: dict, out_dir: Path, name: str, render: Callable[[dict], str
                                          encoding="utf-8")
     (out_dir / f"{name}.md").write_text(render(results), encoding="utf-8")
     say(f"wrote {out_dir / f'{name}.json'} and {out_dir / f'{name}.md'}")
+    print(render(results))
     shutil.rmtree(work, ignore_errors=True)
     spark.stop()
 
