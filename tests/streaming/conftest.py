@@ -81,6 +81,28 @@ class StreamProcess:
             time.sleep(0.5)
         assert self.read == records, f"read {self.read} of {records} in {timeout} s:\n{self.tail()}"
 
+    def wait_for_line(self, prefix: str, timeout: float = 240) -> str:
+        """The first output line starting with `prefix`, waiting while the stream runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((line for line in self.lines if line.startswith(prefix)), None)
+            if found is not None:
+                return found
+            assert self.process.poll() is None, f"the stream exited:\n{self.tail()}"
+            time.sleep(0.2)
+        raise AssertionError(f"no line {prefix!r} in {timeout} s:\n{self.tail()}")
+
+    def finish(self, timeout: float = 600) -> tuple[int, str]:
+        """Wait for the stream to exit by itself (killing it after `timeout`): code, output."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            raise AssertionError(
+                f"the stream still ran after {timeout} s:\n{self.tail()}") from None
+        self._reader.join(timeout=10)
+        return code, "".join(self.lines)
+
     def signal(self, sig: int) -> int:
         """Send `sig` to the whole process group (if it still runs); the exit code."""
         if self.process.poll() is None:

@@ -1,14 +1,21 @@
 """A poison flood: a fifth of the records corrupt, among them multi-megabyte and binary lines.
 
 The stream takes every record into bronze byte for byte, quarantines each bad one with its
-reason (the payload kept whole), and silver still equals the independent truth.
+reason (the payload kept whole), and silver still equals the independent truth. The long
+version (`make chaos`) lands the flood at a steady rate into a running stream, which must keep
+up with it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import time
+from pathlib import Path
 
+import pytest
 from pyspark.sql import functions as F
 
 from gridlake.cli import main
@@ -17,7 +24,7 @@ from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver
 from streaming.query import StreamOptions, run_stream
 from streaming.sources import FileSource
 from tests import oracle
-from tests.streaming.conftest import check_exactly_once
+from tests.streaming.conftest import StreamProcess, check_exactly_once
 
 MB = 1 << 20
 
@@ -80,3 +87,65 @@ def test_poison_flood_is_quarantined_whole_and_silver_still_equals_the_truth(spa
     assert raw == {poison[n] for n in ("garbage", "huge_status", "huge_extra")}
     silver = spark.read.format("delta").load(lake.path(silver_readings()))
     assert silver.where(F.col("event_id") == "poison-huge-extra").count() == 1
+
+
+def _quarantined_exactly_the_invalid(spark, lake, files: list[Path]) -> None:
+    _, invalid = oracle.silver_truth(oracle.read_records(files))
+    quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
+    rows = quarantine.select("record_id", "reason_codes").collect()
+    assert {r["record_id"] for r in rows} == {f"file:{r.path}#{r.line}" for r in invalid}
+    assert all(r["reason_codes"] for r in rows)
+
+
+@pytest.mark.slow
+def test_steady_poison_flood_keeps_the_stream_up_and_every_bad_record_quarantined(
+        spark, tmp_path):
+    """Files land every 2 s into a running stream (1-second trigger); every fifth of them also
+    carries the hostile lines. The stream is never more than 30 s of landings behind, drains
+    within 60 s of the last file, and ends exactly once with each bad record in quarantine."""
+    every, files_count, behind_at_most, drain_within = 2.0, 30, 30.0, 60.0
+    fleet = tmp_path / "fleet"
+    assert main(["generate", "--out", str(fleet), "--devices", "40", "--days", "1",
+                 "--stream-files", str(files_count), "--late-devices", "0",
+                 "--corrupt", "0.2", "--seed", "29"]) == 0
+    files = sorted((fleet / "stream").glob("*.jsonl"))
+    template = next(json.loads(line) for line in files[0].read_bytes().splitlines()
+                    if line.startswith(b'{"specversion"') and b'"data":{' in line)
+    rng = random.Random(29)
+    for path in files[::5]:
+        poison = _poison_lines(template, rng)
+        lines = path.read_bytes().splitlines()
+        for payload in poison.values():
+            lines.insert(rng.randrange(len(lines) + 1), payload)
+        path.write_bytes(b"\n".join(lines) + b"\n")
+    sizes = [len(list(oracle.read_records([path]))) for path in files]
+
+    landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
+    landing.mkdir()
+    stream = StreamProcess(f"files:{landing}", lake_dir, "--trigger", "1")
+    try:
+        stream.wait_for_line("streaming ")
+        landed, lags = 0, []
+        started = time.monotonic()
+        for i, (path, size) in enumerate(zip(files, sizes, strict=True)):
+            while time.monotonic() < started + i * every:
+                lags.append(landed - stream.read)
+                time.sleep(0.25)
+            os.replace(path, landing / path.name)   # atomic: the stream never sees half a file
+            landed += size
+        last_landing = time.monotonic()
+        stream.wait_for(landed, timeout=drain_within + 120)
+        drained_after = time.monotonic() - last_landing
+        assert stream.signal(signal.SIGTERM) == 0, stream.tail()
+    finally:
+        stream.signal(signal.SIGKILL)
+
+    rate = sum(sizes) / (files_count * every)
+    print(f"flood of {sum(sizes)} records at {rate:.0f}/s: at most {max(lags)} behind, "
+          f"drained {drained_after:.1f} s after the last file")
+    assert max(lags) <= rate * behind_at_most, (max(lags), rate)
+    assert drained_after <= drain_within
+    landed_files = sorted(landing.glob("*.jsonl"))
+    lake = open_lake(str(lake_dir), spark=spark)
+    check_exactly_once(spark, lake, landed_files)
+    _quarantined_exactly_the_invalid(spark, lake, landed_files)

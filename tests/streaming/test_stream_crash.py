@@ -2,7 +2,8 @@
 
 At a random moment after a committed batch, and at each named point between two commits of a
 micro-batch (`gridlake.faults`): after bronze, after quarantine, after the silver MERGE, after
-the decision log, and after the batch log but before Spark's checkpoint commit marker.
+the decision log, and after the batch log but before Spark's checkpoint commit marker. The long
+run (`make chaos`) mixes both: 20 kills, every other one at a named point.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,37 +19,18 @@ import pytest
 
 from gridlake.faults import POINTS
 from gridlake.lake import Lake
-from tests.streaming.conftest import check_exactly_once
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.streaming.conftest import StreamProcess, check_exactly_once
 
 
-def _stream(landing: Path, lake: Path, *extra: str, **env_extra: str) -> subprocess.Popen:
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "GRIDLAKE_DRIVER_MEMORY": "1g",
-           **env_extra}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gridlake.cli", "stream", "--source", f"files:{landing}",
-         "--lake", str(lake), "--max-files-per-trigger", "1", *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True)
+def _stream(landing: Path, lake: Path, *extra: str, **env: str) -> StreamProcess:
+    return StreamProcess(f"files:{landing}", lake, "--max-files-per-trigger", "1", *extra, **env)
 
 
-def _kill_during_a_batch(proc: subprocess.Popen, rng: random.Random, timeout: float = 240) -> str:
+def _kill_during_a_batch(stream: StreamProcess, rng: random.Random) -> None:
     """Wait for a committed micro-batch, then kill -9 the whole process group a moment later."""
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if line.startswith("batch "):
-            time.sleep(rng.uniform(0.0, 4.0))
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return line
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"the stream committed no batch in {timeout} s: {''.join(seen)}")
+    stream.wait_for_line("batch ")
+    time.sleep(rng.uniform(0.0, 4.0))
+    stream.signal(signal.SIGKILL)
 
 
 def _landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
@@ -62,15 +42,27 @@ def _landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
     return landing, lake_dir
 
 
-def run_kill_restart(spark, fleet: Path, workdir: Path, kills: int, seed: int) -> None:
+def _die_at(landing: Path, lake_dir: Path, point: str, timeout: float = 300) -> None:
+    """Run the stream armed to SIGKILL itself when the next batch (or replay) reaches `point`."""
+    armed = _stream(landing, lake_dir, "--trigger", "0.5", GRIDLAKE_CRASH_AT=point)
+    code, out = armed.finish(timeout)
+    assert code == -signal.SIGKILL, (point, code, out)
+
+
+def run_kill_restart(spark, fleet: Path, workdir: Path, kills: int, seed: int,
+                     points: tuple[str, ...] = ()) -> None:
+    """`kills` kill -9s, then a clean restart. With `points`, every other kill is the stream
+    dying at the next of those named commit boundaries (in turn) instead of at a random moment."""
     rng = random.Random(seed)
     print(f"kill/restart seed {seed}")
     landing, lake_dir = _landing(fleet, workdir)
-    for _ in range(kills):
-        _kill_during_a_batch(_stream(landing, lake_dir, "--trigger", "0.5"), rng)
-    final = _stream(landing, lake_dir, "--available-now")
-    out, _ = final.communicate(timeout=600)
-    assert final.returncode == 0, out
+    for i in range(kills):
+        if points and i % 2 == 0:
+            _die_at(landing, lake_dir, points[(i // 2) % len(points)])
+        else:
+            _kill_during_a_batch(_stream(landing, lake_dir, "--trigger", "0.5"), rng)
+    code, out = _stream(landing, lake_dir, "--available-now").finish()
+    assert code == 0, out
     check_exactly_once(spark, Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl")))
 
 
@@ -80,15 +72,16 @@ def test_kill_9_mid_batch_then_restart_keeps_every_record_exactly_once(
 
 
 @pytest.mark.slow
-def test_many_random_kills_keep_every_record_exactly_once(spark, tmp_path):
+def test_twenty_kills_at_random_moments_and_every_boundary_keep_every_record_exactly_once(
+        spark, tmp_path):
     from gridlake.cli import main
 
     fleet = tmp_path / "fleet"
     assert main(["generate", "--out", str(fleet), "--devices", "12", "--days", "2",
-                 "--stream-files", "24", "--corrupt", "0.05", "--duplicates", "0.05",
+                 "--stream-files", "40", "--corrupt", "0.05", "--duplicates", "0.05",
                  "--corrections", "0.05", "--conflicts", "0.02"]) == 0
     seed = int(os.environ.get("GRIDLAKE_CHAOS_SEED", time.time()))
-    run_kill_restart(spark, fleet, tmp_path / "run", kills=20, seed=seed)
+    run_kill_restart(spark, fleet, tmp_path / "run", kills=20, seed=seed, points=POINTS)
 
 
 def crash_at_then_restart(spark, fleet: Path, workdir: Path, point: str) -> None:
@@ -96,14 +89,13 @@ def crash_at_then_restart(spark, fleet: Path, workdir: Path, point: str) -> None
     replay batch 1 over what it had committed and end with every record exactly once."""
     landing, lake_dir = _landing(fleet, workdir)
     crashed = _stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT=f"{point}@1")
-    out, _ = crashed.communicate(timeout=600)
-    assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, out)
+    code, out = crashed.finish()
+    assert code == -signal.SIGKILL, (code, out)
     # Batch 1 died before its line was printed.
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("batch ")] == [
         "batch 0"], out
-    restarted = _stream(landing, lake_dir, "--available-now")
-    out, _ = restarted.communicate(timeout=600)
-    assert restarted.returncode == 0, out
+    code, out = _stream(landing, lake_dir, "--available-now").finish()
+    assert code == 0, out
     [replay] = [line for line in out.splitlines() if line.startswith("batch 1:")]
     assert "replayed: already committed" in replay, out
     check_exactly_once(spark, Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl")))

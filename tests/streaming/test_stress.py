@@ -113,10 +113,7 @@ class Run:
             self.stop()
         drain = StreamProcess(f"files:{self.landing}", self.lake, "--max-files-per-trigger", "4",
                               "--available-now")
-        try:
-            code = drain.process.wait(timeout=900)
-        finally:
-            drain.signal(signal.SIGKILL)  # no-op once it has exited; a hung drain dies here
+        code, _ = drain.finish(timeout=900)  # a hung drain is killed and fails the run
         assert code == 0, drain.tail()
         if self.added or self.loaded:
             check_exactly_once(self.spark, self.lake_handle, [*self.added, *self.loaded])
