@@ -63,11 +63,13 @@ from benchmarks.bench_stream import (
     fleet_options,
     merge_once,
     new_results,
+    pipeline_profile,
     run_ceiling,
     run_merge_scaling,
     run_pipeline,
     say,
     silver_rows_arg,
+    step_table,
     warm_up,
     write_merge_batch,
 )
@@ -229,6 +231,8 @@ def run_ingest(spark, options: Options, work: Path, recorder: StepRecorder) -> d
                                                         recorder))):
         result = run()
         out[name] = {k: v for k, v in result.items() if k not in ("progress", "steps")}
+        if name == "pipeline":
+            out[name]["profile"] = pipeline_profile(result)
         say(f"   {name}: {result['events']:,} events in {result['seconds']:.1f} s, "
             f"{result['events'] / result['seconds']:,.0f} events/s")
     return out
@@ -537,6 +541,12 @@ def markdown(results: dict) -> str:
                 "ones); the others read every line.",
                 f"Pipeline / ceiling = **{s['ingest_fraction_of_ceiling']['pipeline']:.0%}** "
                 f"(target ≥ {STREAM_TARGET:.0%}): {_verdict(s['pipeline_target_met'])}.", ""]
+        profile = ingest["pipeline"].get("profile")
+        if profile:
+            out += [f"Where a micro-batch of the pipeline spends its time ("
+                    f"{ingest['pipeline']['batches']} batches; mean per batch; `: own` = the "
+                    "step less its timed sub-steps):", "", *step_table(profile["steps_per_batch"]),
+                    ""]
     if "merge_ratio" in s:
         sizes = m["merge"]["sizes"]
         out += [f"## Silver MERGE per {o['stream']['merge_events']:,}-event batch", "",

@@ -715,7 +715,7 @@ def _mean_steps(batches: dict[int, dict[str, dict]]) -> dict[str, dict]:
             for name, t in totals.items()}
 
 
-def _pipeline_summary(run: dict) -> dict:
+def pipeline_profile(run: dict) -> dict:
     out = {"steps_per_batch": _mean_steps(run["steps"])}
     progress = [p for p in run["progress"] if p["rows"]]
     if progress:
@@ -740,13 +740,13 @@ def summarize(results: dict) -> dict:
         s["pipeline_events_per_s"] = events / pipeline
         s["pipeline_over_ceiling"] = ceiling / pipeline
         s["stream_target_met"] = s["pipeline_over_ceiling"] >= STREAM_TARGET
-        s["pipeline"] = _pipeline_summary(m["pipeline"]["runs"][-1])
+        s["pipeline"] = pipeline_profile(m["pipeline"]["runs"][-1])
         if m.get("pipeline_no_decisions"):
             off = _median([r["seconds"] for r in m["pipeline_no_decisions"]["runs"]])
             s["pipeline_no_decisions_events_per_s"] = events / off
             s["decision_log_throughput_ratio"] = off / pipeline
             s["decision_log_cost"] = 1 - off / pipeline
-            s["pipeline_no_decisions"] = _pipeline_summary(
+            s["pipeline_no_decisions"] = pipeline_profile(
                 m["pipeline_no_decisions"]["runs"][-1])
         if m.get("ceiling_stream"):
             s["ceiling_stream_events_per_s"] = events / _median(
@@ -755,7 +755,7 @@ def summarize(results: dict) -> dict:
             tuned = _median([r["seconds"] for r in m["pipeline_tuned"]["runs"]])
             s["pipeline_tuned_events_per_s"] = events / tuned
             s["pipeline_tuned_over_ceiling"] = ceiling / tuned
-            s["pipeline_tuned"] = _pipeline_summary(m["pipeline_tuned"]["runs"][-1])
+            s["pipeline_tuned"] = pipeline_profile(m["pipeline_tuned"]["runs"][-1])
     if m.get("merge"):
         sizes = m["merge"]["sizes"]
         ordered = sorted(int(k) for k in sizes)
@@ -780,7 +780,7 @@ def summarize(results: dict) -> dict:
     return s
 
 
-def _step_table(steps: dict[str, dict]) -> list[str]:
+def step_table(steps: dict[str, dict]) -> list[str]:
     out = ["| step | s / batch | Spark jobs | tasks | of which Delta snapshot jobs | their s |",
            "|---|---:|---:|---:|---:|---:|"]
     for name, st in sorted(steps.items(), key=lambda kv: -kv[1]["seconds_per_batch"]):
@@ -863,7 +863,7 @@ def markdown(results: dict) -> str:
                 f"other ratios: {ratios}.", ""]
     if "pipeline" in s:
         out += ["Where a micro-batch of (b) spends its time (mean per batch; `: own` = the "
-                "step less its timed sub-steps):", "", *_step_table(s["pipeline"]["steps_per_batch"]), ""]
+                "step less its timed sub-steps):", "", *step_table(s["pipeline"]["steps_per_batch"]), ""]
         engine = s["pipeline"].get("engine_ms_per_batch")
         if engine:
             out += ["Streaming engine, ms per batch: " + ", ".join(
