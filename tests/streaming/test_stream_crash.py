@@ -36,7 +36,7 @@ def _kill_during_a_batch(stream: StreamProcess, rng: random.Random) -> None:
 def _landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
     """A landing folder holding the fleet's stream files, and where the lake goes."""
     landing, lake_dir = workdir / "landing", workdir / "lake"
-    landing.mkdir()
+    landing.mkdir(parents=True)
     for path in sorted((fleet / "stream").glob("*.jsonl")):
         shutil.copy(path, landing / path.name)
     return landing, lake_dir
