@@ -100,19 +100,21 @@ def _quarantined_exactly_the_invalid(spark, lake, files: list[Path]) -> None:
 @pytest.mark.slow
 def test_steady_poison_flood_keeps_the_stream_up_and_every_bad_record_quarantined(
         spark, tmp_path):
-    """Files land every 2 s into a running stream (1-second trigger); every fifth of them also
-    carries the hostile lines. The stream is never more than 30 s of landings behind, drains
-    within 60 s of the last file, and ends exactly once with each bad record in quarantine."""
-    every, files_count, behind_at_most, drain_within = 2.0, 30, 30.0, 60.0
+    """A file lands every 2 s for 2 minutes into a running stream (1-second trigger); every
+    tenth also carries the hostile lines. The stream keeps up: its backlog does not grow from
+    the middle third of the flood to the last (a stream slower than the flood falls behind
+    linearly: 1.5 times as far), and it drains within 60 s of the last file. It ends exactly
+    once, each bad record in quarantine."""
+    every, files_count, drain_within = 2.0, 60, 60.0
     fleet = tmp_path / "fleet"
-    assert main(["generate", "--out", str(fleet), "--devices", "40", "--days", "1",
+    assert main(["generate", "--out", str(fleet), "--devices", "80", "--days", "1",
                  "--stream-files", str(files_count), "--late-devices", "0",
                  "--corrupt", "0.2", "--seed", "29"]) == 0
     files = sorted((fleet / "stream").glob("*.jsonl"))
     template = next(json.loads(line) for line in files[0].read_bytes().splitlines()
                     if line.startswith(b'{"specversion"') and b'"data":{' in line)
     rng = random.Random(29)
-    for path in files[::5]:
+    for path in files[::10]:
         poison = _poison_lines(template, rng)
         lines = path.read_bytes().splitlines()
         for payload in poison.values():
@@ -125,26 +127,29 @@ def test_steady_poison_flood_keeps_the_stream_up_and_every_bad_record_quarantine
     stream = StreamProcess(f"files:{landing}", lake_dir, "--trigger", "1")
     try:
         stream.wait_for_line("streaming ")
-        landed, lags = 0, []
+        landed, backlog = 0, []   # (seconds into the flood, records landed but not yet read)
         started = time.monotonic()
         for i, (path, size) in enumerate(zip(files, sizes, strict=True)):
-            while time.monotonic() < started + i * every:
-                lags.append(landed - stream.read)
+            while (now := time.monotonic()) < started + i * every:
+                backlog.append((now - started, landed - stream.read))
                 time.sleep(0.25)
             os.replace(path, landing / path.name)   # atomic: the stream never sees half a file
             landed += size
         last_landing = time.monotonic()
         stream.wait_for(landed, timeout=drain_within + 120)
         drained_after = time.monotonic() - last_landing
-        assert stream.signal(signal.SIGTERM) == 0, stream.tail()
+        assert stream.stop() == 0, stream.tail()
     finally:
         stream.signal(signal.SIGKILL)
 
-    rate = sum(sizes) / (files_count * every)
-    print(f"flood of {sum(sizes)} records at {rate:.0f}/s: at most {max(lags)} behind, "
-          f"drained {drained_after:.1f} s after the last file")
-    assert max(lags) <= rate * behind_at_most, (max(lags), rate)
-    assert drained_after <= drain_within
+    flood = files_count * every
+    middle = max(n for t, n in backlog if flood / 3 <= t < 2 * flood / 3)
+    last = max(n for t, n in backlog if t >= 2 * flood / 3)
+    print(f"flood of {sum(sizes)} records at {sum(sizes) / flood:.0f}/s: backlog at most "
+          f"{middle} in the middle third, {last} in the last; drained {drained_after:.1f} s "
+          "after the last file")
+    assert last <= 1.25 * middle, stream.tail()
+    assert drained_after <= drain_within, stream.tail()
     landed_files = sorted(landing.glob("*.jsonl"))
     lake = open_lake(str(lake_dir), spark=spark)
     check_exactly_once(spark, lake, landed_files)
