@@ -1,7 +1,7 @@
 """`make bench`: every benchmark of gridlake side by side in one run, in one report.
 
 One SparkSession (`local[2]`, a 6g driver, UI off) and one generated fleet (cached under
-`benchmarks/.data`), measured in this order:
+`benchmarks/.data`). The sections (run in this order, Kafka last):
 
 1. **ingest** of the same landing files: pyarrow JSON → Parquet on one thread, Spark JSON →
    Parquet, a plain Delta append of the lines (`bench_stream`'s ceiling, the target's
@@ -632,8 +632,6 @@ def main(argv: list[str] | None = None) -> int:
                 m["spread"] = run_spread(spark, lakes[spread_rows], options, work, recorder)
             for rows in list(lakes):
                 shutil.rmtree(lakes.pop(rows).root, ignore_errors=True)
-        if "kafka" in sections:
-            m["kafka"] = run_kafka(spark, options, work)
         if "small-files" in sections:
             m["small_files"] = run_small_files(spark, options, work)
         if "rollups" in sections:
@@ -641,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
             lake, m["rollups_build_seconds"] = bench_batch.build_lake(
                 spark, work / "rollup-lake", options.batch)
             m["rollups"] = bench_batch.run_rollups(spark, lake, options.batch, work)
+        # Last: the longest section (a bisection of 5-minute runs); the report is written
+        # with every section done so far if the run is stopped.
+        if "kafka" in sections:
+            m["kafka"] = run_kafka(spark, options, work)
     finally:
         finish(results, out_dir, "latest", summarize, markdown, work, spark)
     return 0
