@@ -1,7 +1,8 @@
 """`make bench`: every benchmark of gridlake side by side in one run, in one report.
 
 One SparkSession (`local[2]`, a 6g driver, UI off) and one generated fleet (cached under
-`benchmarks/.data`). The sections (run in this order, Kafka last):
+`benchmarks/.data`). The sections, numbered as in the report (Kafka, the longest, runs
+last):
 
 1. **ingest** of the same landing files: pyarrow JSON → Parquet on one thread, Spark JSON →
    Parquet, a plain Delta append of the lines (`bench_stream`'s ceiling, the target's
