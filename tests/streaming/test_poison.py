@@ -46,14 +46,30 @@ def _poison_lines(template: dict, rng: random.Random) -> dict[str, bytes]:
     }
 
 
+def _valid_event(path: Path) -> dict:
+    """The first structured event with a data object in a generated file (a poison template)."""
+    return next(json.loads(line) for line in path.read_bytes().splitlines()
+                if line.startswith(b'{"specversion"') and b'"data":{' in line)
+
+
+def _quarantined_exactly_the_invalid(spark, lake, records: list) -> dict[str, dict]:
+    """Quarantine holds every record the oracle finds invalid, each with its reasons, and no
+    other; returns its rows by record id."""
+    _, invalid = oracle.silver_truth(records)
+    quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
+    rows = {r["record_id"]: r for r in quarantine.collect()}
+    assert set(rows) == {f"file:{r.path}#{r.line}" for r in invalid}
+    assert all(r["reason_codes"] for r in rows.values())
+    return rows
+
+
 def test_poison_flood_is_quarantined_whole_and_silver_still_equals_the_truth(spark, tmp_path):
     fleet = tmp_path / "fleet"
     assert main(["generate", "--out", str(fleet), "--devices", "6", "--days", "1",
                  "--interval-minutes", "15", "--stream-files", "2", "--late-devices", "0",
                  "--corrupt", "0.2", "--seed", "23"]) == 0
     files = sorted((fleet / "stream").glob("*.jsonl"))
-    template = next(json.loads(line) for line in files[0].read_bytes().splitlines()
-                    if line.startswith(b'{"specversion"') and b'"data":{' in line)
+    template = _valid_event(files[0])
     poison = _poison_lines(template, random.Random(23))
     poison_file = fleet / "stream" / "zz-poison.jsonl"
     poison_file.write_bytes(b"\n".join(poison.values()) + b"\n")
@@ -69,11 +85,8 @@ def test_poison_flood_is_quarantined_whole_and_silver_still_equals_the_truth(spa
     record_id = {f"file:{r.path}#{r.line}": r for r in records}
 
     check_exactly_once(spark, lake, [*files, poison_file])
+    quarantined = _quarantined_exactly_the_invalid(spark, lake, records)
     bronze = spark.read.format("delta").load(lake.path(bronze_telemetry()))
-    quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
-    quarantined = {r["record_id"]: r for r in quarantine.collect()}
-    assert set(quarantined) == {f"file:{r.path}#{r.line}" for r in invalid}
-    assert all(r["reason_codes"] for r in quarantined.values())
 
     # The hostile lines: kept byte for byte, each with the reason the contract gives it.
     by_payload = {record_id[rid].payload: row for rid, row in quarantined.items()}
@@ -87,14 +100,6 @@ def test_poison_flood_is_quarantined_whole_and_silver_still_equals_the_truth(spa
     assert raw == {poison[n] for n in ("garbage", "huge_status", "huge_extra")}
     silver = spark.read.format("delta").load(lake.path(silver_readings()))
     assert silver.where(F.col("event_id") == "poison-huge-extra").count() == 1
-
-
-def _quarantined_exactly_the_invalid(spark, lake, files: list[Path]) -> None:
-    _, invalid = oracle.silver_truth(oracle.read_records(files))
-    quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
-    rows = quarantine.select("record_id", "reason_codes").collect()
-    assert {r["record_id"] for r in rows} == {f"file:{r.path}#{r.line}" for r in invalid}
-    assert all(r["reason_codes"] for r in rows)
 
 
 @pytest.mark.slow
@@ -111,8 +116,7 @@ def test_steady_poison_flood_keeps_the_stream_up_and_every_bad_record_quarantine
                  "--stream-files", str(files_count), "--late-devices", "0",
                  "--corrupt", "0.2", "--seed", "29"]) == 0
     files = sorted((fleet / "stream").glob("*.jsonl"))
-    template = next(json.loads(line) for line in files[0].read_bytes().splitlines()
-                    if line.startswith(b'{"specversion"') and b'"data":{' in line)
+    template = _valid_event(files[0])
     rng = random.Random(29)
     for path in files[::10]:
         poison = _poison_lines(template, rng)
@@ -153,4 +157,4 @@ def test_steady_poison_flood_keeps_the_stream_up_and_every_bad_record_quarantine
     landed_files = sorted(landing.glob("*.jsonl"))
     lake = open_lake(str(lake_dir), spark=spark)
     check_exactly_once(spark, lake, landed_files)
-    _quarantined_exactly_the_invalid(spark, lake, landed_files)
+    _quarantined_exactly_the_invalid(spark, lake, list(oracle.read_records(landed_files)))
