@@ -58,16 +58,34 @@ def table_version(root: str, spec: TableSpec) -> int | None:
     return None if table is None else table.version()
 
 
+def scan(root: str, spec: TableSpec | str, version: int | None = None):
+    """The table (at `version`) as a polars LazyFrame; None when it does not exist.
+
+    Polars applies deletion vectors (silver has them); delta-rs's own scanner does not, so
+    every read of rows goes through here rather than through `delta_table(...).to_pyarrow_*`.
+    """
+    import polars as pl
+
+    table = delta_table(root, spec, version)
+    return None if table is None else pl.scan_delta(table)
+
+
+def _has_deletion_vectors(table) -> bool:
+    return "deletionVectors" in (table.protocol().reader_features or [])
+
+
 def table_rows(root: str, spec: TableSpec, version: int | None = None) -> int:
-    """Rows in the table (at `version`), from the file statistics in its Delta log."""
+    """Rows in the table (at `version`), from the file statistics in its Delta log (counted by
+    a scan where deletion vectors may hide rows the statistics still include)."""
+    import polars as pl
     import pyarrow as pa
 
     table = delta_table(root, spec, version)
     if table is None:
         return 0
     counts = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
-    if any(c is None for c in counts):  # a file written without statistics: count it
-        return table.count()
+    if _has_deletion_vectors(table) or any(c is None for c in counts):
+        return int(pl.scan_delta(table).select(pl.len()).collect().item())
     return int(sum(counts))
 
 

@@ -3,7 +3,8 @@
 `connect()` opens the lake named by `GRIDLAKE_LAKE` (else the demo lake; or the root given). Two ways in, with the
 same answers:
 
-- the light path, without a JVM: `lake.pandas(name)` reads a table with delta-rs into pandas,
+- the light path, without a JVM: `lake.pandas(name)` reads a table with polars' Delta reader
+  (deletion vectors applied) into pandas,
   at any version (`version=` for time travel); `lake.history(name)` lists its commits;
 - Spark: `lake.spark` starts a SparkSession on first use and registers every table of the lake
   in its catalog under its name (`gold.daily_device_rollups`, `silver.readings`, ...), so
@@ -65,6 +66,29 @@ def register_tables(spark, root: str) -> list[str]:
     return list(found)
 
 
+_COMPARISONS = {
+    "=": "eq", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge",
+}
+
+
+def _condition(frame, column: str, op: str, value):
+    """One pyarrow-style filter `(column, op, value)` as a polars expression; the value is cast
+    to the column's type (so `("event_date", "=", "2026-11-01")` works) and is never parsed."""
+    import polars as pl
+
+    schema = frame.collect_schema()
+    if column not in schema:
+        raise BadArgumentError(f"filter on {column!r}: the table has no such column")
+    dtype = schema[column]
+    if op in _COMPARISONS:
+        return getattr(pl.col(column), _COMPARISONS[op])(pl.lit(value).cast(dtype))
+    if op in ("in", "not in"):
+        member = pl.col(column).is_in(pl.Series(list(value)).cast(dtype))
+        return member if op == "in" else ~member
+    raise BadArgumentError(f"filter on {column!r}: unknown operator {op!r} "
+                           f"(use one of {', '.join([*_COMPARISONS, 'in', 'not in'])})")
+
+
 @dataclass
 class AnalystLake:
     """A lake opened for analysis; see the module's docstring."""
@@ -81,32 +105,42 @@ class AnalystLake:
         """The names of the tables this lake holds now."""
         return list(existing_tables(self.root))
 
-    def _delta(self, name: str, version: int | None = None):
-        from batch.lake_state import delta_table
-
-        table = delta_table(self.root, _spec(name), version)
-        if table is None:
-            raise BadArgumentError(f"the lake at {self.root} has no table {name} yet")
-        return table
+    def _missing(self, name: str) -> BadArgumentError:
+        return BadArgumentError(f"the lake at {self.root} has no table {name} yet")
 
     def pandas(self, name: str, version: int | None = None, columns: list[str] | None = None,
                filters: list[tuple] | None = None):
-        """A table (at `version`) as a pandas DataFrame, read by delta-rs: no JVM.
+        """A table (at `version`) as a pandas DataFrame, read by polars' Delta reader: no JVM.
 
         Parameters:
             name: catalog name, e.g. `gold.daily_device_rollups`.
             version: a Delta version to time-travel to (default: the latest).
             columns: only these columns.
-            filters: delta-rs/pyarrow filters, e.g. `[("device_id", "=", "D00001")]`; values
-                are data, never SQL.
+            filters: pyarrow-style filters, all of which must hold, e.g.
+                `[("device_id", "=", "D00001"), ("device_type", "in", ["solar"])]`; values are
+                data, never SQL.
         """
-        return self._delta(name, version).to_pandas(columns=columns, filters=filters)
+        from batch.lake_state import scan
+
+        frame = scan(self.root, _spec(name), version)
+        if frame is None:
+            raise self._missing(name)
+        if filters:
+            frame = frame.filter(*[_condition(frame, *f) for f in filters])
+        if columns:
+            frame = frame.select(columns)
+        return frame.collect().to_arrow().to_pandas()
 
     def history(self, name: str):
         """A table's commits, newest first: version, timestamp, operation, parameters, metrics."""
         import pandas as pd
 
-        commits = pd.DataFrame(self._delta(name).history())
+        from batch.lake_state import delta_table
+
+        table = delta_table(self.root, _spec(name))
+        if table is None:
+            raise self._missing(name)
+        commits = pd.DataFrame(table.history())
         if "timestamp" in commits:
             commits["timestamp"] = pd.to_datetime(commits["timestamp"], unit="ms", utc=True)
         return commits

@@ -73,3 +73,19 @@ def test_unknown_table_names_the_tables_there_are(demo_like_lake):
 
     with pytest.raises(BadArgumentError, match="gold.daily_device_rollups"):
         connect(str(demo_like_lake)).pandas("gold.nope")
+
+
+def test_light_path_hides_rows_a_deletion_vector_removed(spark, demo_like_lake):
+    import json
+
+    from gridlake.analyst import AnalystLake
+
+    log = demo_like_lake / "silver" / "readings" / "_delta_log"
+    marked = [action["add"] for commit in sorted(log.glob("*.json"))
+              for action in map(json.loads, commit.read_text().splitlines())
+              if action.get("add", {}).get("deletionVector")]
+    assert marked, "the lake's late reports should have left deletion vectors in silver"
+    lake = AnalystLake(str(demo_like_lake), _spark=spark)
+    light = lake.pandas("silver.readings", columns=["device_id", "ts"])
+    assert not light.duplicated().any()
+    assert len(light) == spark.read.format("delta").load(str(log.parent)).count()
