@@ -61,8 +61,8 @@ def table_version(root: str, spec: TableSpec) -> int | None:
 def scan(root: str, spec: TableSpec | str, version: int | None = None):
     """The table (at `version`) as a polars LazyFrame; None when it does not exist.
 
-    Polars applies deletion vectors (silver has them); delta-rs's own scanner does not, so
-    every read of rows goes through here rather than through `delta_table(...).to_pyarrow_*`.
+    Polars applies deletion vectors (silver has them); delta-rs's own scanner does not, so rows
+    of a table that may carry them are read through here, never `delta_table(...).to_pyarrow_*`.
     """
     import polars as pl
 
