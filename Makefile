@@ -28,10 +28,12 @@ $(JVM)/.fetched: pom.xml jvm/spark/pom.xml jvm/kafka-broker/pom.xml
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
+# The slowest tests are listed at the end, to keep the run inside its time budget.
 test: setup lint
-	$(BIN)/python -m pytest -m "not slow and not cluster and not long" -p no:cacheprovider
+	$(BIN)/python -m pytest -m "not slow and not cluster and not long" -p no:cacheprovider --durations=15
 
-# End-to-end runs too long for make test (the GDPR erasure with its vacuums and byte scan).
+# End-to-end runs too long for make test (the GDPR erasure with its vacuums and byte scan,
+# compaction after a streamed run).
 test-long: setup
 	$(BIN)/python -m pytest -m long -p no:cacheprovider
 

@@ -52,6 +52,7 @@ def streamed_in_batches(spark, two_day_fleet, tmp_path_factory):
     return lake
 
 
+@pytest.mark.long
 def test_the_dagster_job_compacts_only_the_partitions_of_the_last_days(spark,
                                                                        streamed_in_batches):
     from orchestration.maintenance.compaction import compact_lake_job
@@ -87,6 +88,7 @@ def test_the_dagster_job_compacts_only_the_partitions_of_the_last_days(spark,
         compact(spark, lake, since="2026-01-01' OR 1=1")
 
 
+@pytest.mark.long
 def test_compaction_leaves_one_file_per_partition_and_changes_no_data(spark, streamed_in_batches):
     from delta.tables import DeltaTable
 
