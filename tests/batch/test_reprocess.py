@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 
+import pytest
 from pyspark.sql import functions as F
 
 from batch.late_reports import backfill
@@ -93,6 +94,7 @@ def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
     }
 
 
+@pytest.mark.long  # an erasure end to end, with its vacuums: with the other erasure runs
 def test_a_forget_landing_while_reprocess_runs_leaves_no_trace_of_the_device(
         spark, lake, tmp_path, monkeypatch):
     """`forget` erases D1 after reprocess read bronze and before it wrote anything: the
