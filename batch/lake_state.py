@@ -2,8 +2,9 @@
 
 Dagster evaluates sensors in a code-server process that its daemon replaces every minute, with
 a 60-second limit per evaluation; starting a Spark driver there would mean a new JVM each
-minute. These reads use delta-rs (`deltalake`) instead, touching only Delta logs, file
-statistics and one small column: table versions and row counts, the newest rows of the batch
+minute. These reads use delta-rs (`deltalake`) instead, and polars where rows of a table with
+deletion vectors are read (`scan`), touching only Delta logs, file statistics and one small
+column: table versions and row counts, the newest rows of the batch
 log, and the UTC days silver's change data feed says changed (the same question
 `batch.rollups.changed_days` answers with Spark for `gridlake rollup --changed`; the tests
 check that both agree).
@@ -83,10 +84,11 @@ def table_rows(root: str, spec: TableSpec, version: int | None = None) -> int:
     table = delta_table(root, spec, version)
     if table is None:
         return 0
-    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
-    if _has_deletion_vectors(table) or any(c is None for c in counts):
-        return int(pl.scan_delta(table).select(pl.len()).collect().item())
-    return int(sum(counts))
+    if not _has_deletion_vectors(table):
+        counts = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
+        if None not in counts:  # else a file was written without statistics: count it
+            return int(sum(counts))
+    return int(pl.scan_delta(table).select(pl.len()).collect().item())
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from dataclasses import dataclass, field
 
@@ -71,22 +72,43 @@ _COMPARISONS = {
 }
 
 
-def _condition(frame, column: str, op: str, value):
-    """One pyarrow-style filter `(column, op, value)` as a polars expression; the value is cast
-    to the column's type (so `("event_date", "=", "2026-11-01")` works) and is never parsed."""
+def _condition(schema, column: str, op: str, value):
+    """One pyarrow-style filter `(column, op, value)` as a polars expression over a table of
+    `schema`; the value is cast to the column's type (so `("event_date", "=", "2026-11-01")`
+    works) and is never parsed as an expression."""
     import polars as pl
 
-    schema = frame.collect_schema()
     if column not in schema:
         raise BadArgumentError(f"filter on {column!r}: the table has no such column")
     dtype = schema[column]
     if op in _COMPARISONS:
-        return getattr(pl.col(column), _COMPARISONS[op])(pl.lit(value).cast(dtype))
+        typed = pl.lit(_temporal(column, dtype, value)).cast(dtype)
+        return getattr(pl.col(column), _COMPARISONS[op])(typed)
     if op in ("in", "not in"):
-        member = pl.col(column).is_in(pl.Series(list(value)).cast(dtype))
+        values = [_temporal(column, dtype, v) for v in value]
+        member = pl.col(column).is_in(pl.Series(values).cast(dtype).implode())
         return member if op == "in" else ~member
     raise BadArgumentError(f"filter on {column!r}: unknown operator {op!r} "
                            f"(use one of {', '.join([*_COMPARISONS, 'in', 'not in'])})")
+
+
+def _temporal(column: str, dtype, value):
+    """An ISO text value for a date or timestamp column as a date or datetime (polars does not
+    cast text to those); every other value as given."""
+    import polars as pl
+
+    if not isinstance(value, str) or not dtype.is_temporal():
+        return value
+    try:
+        if dtype == pl.Date:
+            return dt.date.fromisoformat(value)
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadArgumentError(
+            f"filter on {column!r}: {value!r} is not an ISO date or time") from None
+    # A time without a zone is read as UTC, the lake's time zone.
+    instant = parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return instant if getattr(dtype, "time_zone", None) else instant.replace(tzinfo=None)
 
 
 @dataclass
@@ -126,7 +148,8 @@ class AnalystLake:
         if frame is None:
             raise self._missing(name)
         if filters:
-            frame = frame.filter(*[_condition(frame, *f) for f in filters])
+            schema = frame.collect_schema()
+            frame = frame.filter(*[_condition(schema, *f) for f in filters])
         if columns:
             frame = frame.select(columns)
         return frame.collect().to_arrow().to_pandas()

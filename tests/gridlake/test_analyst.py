@@ -89,3 +89,37 @@ def test_light_path_hides_rows_a_deletion_vector_removed(spark, demo_like_lake):
     light = lake.pandas("silver.readings", columns=["device_id", "ts"])
     assert not light.duplicated().any()
     assert len(light) == spark.read.format("delta").load(str(log.parent)).count()
+
+
+def test_light_path_filters_match_plain_pandas_filtering(demo_like_lake):
+    from gridlake.analyst import connect
+    from gridlake.errors import BadArgumentError
+
+    lake = connect(str(demo_like_lake))
+    columns = ["device_id", "day", "samples"]
+    whole = lake.pandas("gold.daily_device_rollups", columns=columns)
+    devices = sorted(whole["device_id"].unique())
+    first_day = min(whole["day"])
+    got = lake.pandas("gold.daily_device_rollups", columns=columns, filters=[
+        ("device_id", "not in", devices[:2]), ("day", ">=", str(first_day)), ("samples", ">=", 1)])
+    expected = whole[~whole["device_id"].isin(devices[:2]) & (whole["day"] >= first_day)
+                     & (whole["samples"] >= 1)]
+    assert 0 < len(got) < len(whole)
+    key = ["device_id", "day"]
+    assert (got.sort_values(key).reset_index(drop=True)
+            .equals(expected.sort_values(key).reset_index(drop=True)))
+    with pytest.raises(BadArgumentError, match="unknown operator 'like'"):
+        lake.pandas("gold.daily_device_rollups", filters=[("device_id", "like", "D%")])
+    with pytest.raises(BadArgumentError, match="no such column"):
+        lake.pandas("gold.daily_device_rollups", filters=[("x' OR 1=1", "=", 1)])
+
+
+def test_light_path_reads_iso_text_as_a_time_in_filters(demo_like_lake):
+    from gridlake.analyst import connect
+
+    lake = connect(str(demo_like_lake))
+    whole = lake.pandas("silver.readings", columns=["device_id", "ts"])
+    middle = whole["ts"].sort_values().iloc[len(whole) // 2]
+    got = lake.pandas("silver.readings", columns=["device_id", "ts"],
+                      filters=[("ts", "<", middle.isoformat())])
+    assert len(got) == int((whole["ts"] < middle).sum()) > 0
