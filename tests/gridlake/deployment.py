@@ -1,5 +1,6 @@
 """Helpers of the deployment tests: the real commands in child processes, configured only by
-environment variables, and their tables read back with delta-rs and checked against the oracle.
+environment variables, and their tables read back as the Dagster sensors read them (delta-rs
+and polars, no Spark) and checked against the oracle.
 
 Each command runs as a person or a service manager would run it: its own process, its own
 Spark driver, nothing shared with the test process but the files (or the object store).
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from batch.lake_state import delta_table
+from batch.lake_state import scan
 from shared_schemas.tables import (
     TableSpec,
     gold_daily_device_rollups,
@@ -66,13 +67,14 @@ def base_env(**settings: str) -> dict[str, str]:
     return env
 
 
-# -- reading the tables back (delta-rs: no Spark in the test process) --------------------------
+# -- reading the tables back (no Spark in the test process) -------------------------------------
 
 def rows(root: str, spec: TableSpec) -> list[dict]:
-    """Every row of the table, read as the Dagster sensors read the lake (a folder or `s3a://`)."""
-    table = delta_table(root, spec)
+    """Every row of the table, read as the Dagster sensors read the lake (a folder or `s3a://`),
+    with the rows deletion vectors removed left out."""
+    table = scan(root, spec)
     assert table is not None, f"no Delta table {spec.path} under {root}"
-    return table.to_pyarrow_table().to_pylist()
+    return table.collect().to_dicts()
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
