@@ -46,11 +46,20 @@ def test_missing_checkpoint_for_a_streamed_source_is_refused_then_recovered(
     check_exactly_once(spark, lake, list(landing.glob("*.jsonl")))
 
 
-def test_checkpoint_without_metadata_is_refused(spark, streamed_once):
-    lake, source, _, _ = streamed_once
-    os.remove(f"{lake.default_checkpoint(source.slug)}/metadata")
+def test_checkpoint_without_metadata_is_refused_then_recovered_as_documented(
+        spark, streamed_once, tmp_path):
+    lake, source, landing, files = streamed_once
+    checkpoint = lake.default_checkpoint(source.slug)
+    os.remove(f"{checkpoint}/metadata")
     with pytest.raises(CheckpointError, match="lost its metadata file"):
         run_stream(spark, lake, source, StreamOptions(available_now=True), report=lambda _: None)
+    for path in files[2:]:  # new data arrived while the stream was down
+        shutil.copy(path, landing / path.name)
+    # docs/operations.md, "Lost checkpoint": move the damaged folder aside, start with --recover.
+    shutil.move(checkpoint, tmp_path / "damaged-checkpoint")
+    run_stream(spark, lake, source, StreamOptions(available_now=True, recover=True),
+               report=lambda _: None)
+    check_exactly_once(spark, lake, list(landing.glob("*.jsonl")))
 
 
 def test_checkpoint_of_another_source_is_refused(spark, streamed_once, tmp_path):
