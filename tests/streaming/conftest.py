@@ -27,9 +27,9 @@ def kafka_broker(tmp_path_factory):
         yield broker
 
 
-def check_exactly_once(spark, lake, files: list[Path]) -> None:
+def check_exactly_once(spark, lake, files: list[Path]) -> list:
     """Bronze holds every record of `files` once, quarantine every invalid one once, and silver
-    the oracle's latest-seq truth with no duplicate key."""
+    the oracle's latest-seq truth with no duplicate key; returns the oracle's invalid records."""
     records = list(oracle.read_records(files))
     truth, invalid = oracle.silver_truth(records)
     bronze = spark.read.format("delta").load(lake.path(bronze_telemetry()))
@@ -43,6 +43,7 @@ def check_exactly_once(spark, lake, files: list[Path]) -> None:
     assert len(rows) == len({(r[0], r[1]) for r in rows}), "duplicate keys in silver"
     assert {(r[0], r[1]): (r[2], r[3]) for r in rows} == {
         k: (v["seq"], v["_id"]) for k, v in truth.items()}
+    return invalid
 
 
 REPO = Path(__file__).resolve().parents[2]

@@ -29,36 +29,30 @@ def streamed_once(spark, small_fleet, tmp_path):
     return lake, source, landing, files
 
 
-def test_missing_checkpoint_for_a_streamed_source_is_refused_then_recovered(
-        spark, streamed_once):
+def _lose_metadata(checkpoint: str) -> None:
+    os.remove(f"{checkpoint}/metadata")
+
+
+@pytest.mark.parametrize(("damage", "refusal"), [(shutil.rmtree, "--recover"),
+                                                 (_lose_metadata, "lost its metadata file")],
+                         ids=["folder-lost", "metadata-lost"])
+def test_a_lost_checkpoint_is_refused_then_recovered_as_documented(
+        spark, streamed_once, tmp_path, damage, refusal):
     lake, source, landing, files = streamed_once
     checkpoint = lake.default_checkpoint(source.slug)
     old_run = json.loads(Path(checkpoint, "gridlake.json").read_text())["run_id"]
-    shutil.rmtree(checkpoint)
-    with pytest.raises(CheckpointError, match="--recover"):
-        run_stream(spark, lake, source, StreamOptions(available_now=True), report=lambda _: None)
-    for path in files[2:]:  # new data arrived while the stream was down
-        shutil.copy(path, landing / path.name)
-    run_stream(spark, lake, source, StreamOptions(available_now=True, recover=True),
-               report=lambda _: None)
-    new_run = json.loads(Path(checkpoint, "gridlake.json").read_text())["run_id"]
-    assert new_run != old_run, "a fresh checkpoint must get a fresh run id"
-    check_exactly_once(spark, lake, list(landing.glob("*.jsonl")))
-
-
-def test_checkpoint_without_metadata_is_refused_then_recovered_as_documented(
-        spark, streamed_once, tmp_path):
-    lake, source, landing, files = streamed_once
-    checkpoint = lake.default_checkpoint(source.slug)
-    os.remove(f"{checkpoint}/metadata")
-    with pytest.raises(CheckpointError, match="lost its metadata file"):
+    damage(checkpoint)
+    with pytest.raises(CheckpointError, match=refusal):
         run_stream(spark, lake, source, StreamOptions(available_now=True), report=lambda _: None)
     for path in files[2:]:  # new data arrived while the stream was down
         shutil.copy(path, landing / path.name)
     # docs/operations.md, "Lost checkpoint": move the damaged folder aside, start with --recover.
-    shutil.move(checkpoint, tmp_path / "damaged-checkpoint")
+    if os.path.exists(checkpoint):
+        shutil.move(checkpoint, tmp_path / "damaged-checkpoint")
     run_stream(spark, lake, source, StreamOptions(available_now=True, recover=True),
                report=lambda _: None)
+    new_run = json.loads(Path(checkpoint, "gridlake.json").read_text())["run_id"]
+    assert new_run != old_run, "a fresh checkpoint must get a fresh run id"
     check_exactly_once(spark, lake, list(landing.glob("*.jsonl")))
 
 
