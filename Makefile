@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup jars test test-long lint demo bench bench-stream bench-batch notebooks lab chaos clean
+.PHONY: setup jars test test-long lint demo bench bench-stream bench-batch bench-microbatch notebooks lab chaos clean
 
 setup: $(VENV)/.installed jars
 
@@ -54,6 +54,10 @@ bench-stream: setup
 
 bench-batch: setup
 	$(BIN)/python -m benchmarks.bench_batch
+
+# The fixed cost of small micro-batches: Spark's default code cache against gridlake's session.
+bench-microbatch: setup
+	$(BIN)/python -m benchmarks.bench_microbatch
 
 # The analyst notebooks, executed against $(GRIDLAKE_LAKE) (the demo lake unless set; made
 # first when missing); executed copies with their plots go to notebooks/executed/ (git-ignored).

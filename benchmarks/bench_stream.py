@@ -1023,7 +1023,7 @@ def main(argv: list[str] | None = None) -> int:
 def finish(results: dict, out_dir: Path, name: str, summarize: Callable[[dict], dict],
            render: Callable[[dict], str], work: Path, spark) -> None:
     """End a run, whole or not: summarize, write `name`.json and `name`.md, print the report,
-    drop the work folder and Spark."""
+    drop the work folder and Spark (None: the run's drivers were child processes)."""
     results["summary"] = summarize(results) if results["measurements"] else {}
     results["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
@@ -1034,7 +1034,8 @@ def finish(results: dict, out_dir: Path, name: str, summarize: Callable[[dict], 
     say(f"wrote {out_dir / f'{name}.json'} and {out_dir / f'{name}.md'}")
     print(render(results))
     shutil.rmtree(work, ignore_errors=True)
-    spark.stop()
+    if spark is not None:
+        spark.stop()
 
 
 def run_merge_scaling(spark, work: Path, options: BenchOptions, recorder: StepRecorder,

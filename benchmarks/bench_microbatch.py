@@ -1,0 +1,173 @@
+"""`make bench-microbatch`: what a small micro-batch pays besides its records, side by side.
+
+The Kafka latency target is a matter of small micro-batches: their time is mostly a fixed cost
+per batch. This benchmark runs the same small batches (one landing file each, through
+`write_batch` and `record_batch`, as the stream's foreachBatch does) in fresh Spark drivers
+that differ in one setting, alternating them so both see the same machine:
+
+- **Spark's default code cache** (`spark.sql.codegen.cache.maxEntries=100`);
+- **gridlake's session** (`gridlake.session`, 1000 entries).
+
+For each batch: wall time and how many classes Spark's code generator compiled
+(`CodegenMetrics`). The first batches of a driver warm it up; the report compares the mean of
+the batches after them. Results: `benchmarks/results/microbatch.json` and `.md`.
+
+Example:
+    $ make bench-microbatch
+    $ .venv/bin/python -m benchmarks.bench_microbatch --devices 60 --batches 5 --rounds 1 \\
+          --out /tmp/bench                                                  # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmarks.bench_stream import RESULTS_DIR, cached_fleet, finish, new_results, say
+
+SPARK_DEFAULT = 100
+SETTING = "spark.sql.codegen.cache.maxEntries"
+
+
+@dataclass(frozen=True)
+class MicroBatchOptions:
+    devices: int = 300
+    batches: int = 10
+    warm_up: int = 3
+    rounds: int = 2
+    seed: int = 7
+
+
+def parse_args(argv: list[str] | None) -> tuple[MicroBatchOptions, Path]:
+    d = MicroBatchOptions()
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_microbatch",
+                                description=__doc__.split("\n\n")[0])
+    for name in ("devices", "batches", "warm_up", "rounds", "seed"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--out", type=Path, default=RESULTS_DIR,
+                   help="folder for microbatch.json and .md (default %(default)s)")
+    a = p.parse_args(argv)
+    options = replace(d, **{k: v for k, v in vars(a).items() if k != "out"})
+    if options.batches <= options.warm_up:
+        p.error(f"--batches must be more than --warm-up ({options.warm_up})")
+    return options, a.out
+
+
+# -- one driver: a child process ---------------------------------------------------------------
+
+def run_batches(landing: Path, out: Path) -> None:
+    """Every landing file as one micro-batch into a new lake; per batch: seconds, compiles."""
+    from pyspark.sql import functions as F
+
+    from benchmarks.bench_stream import bench_session
+    from gridlake.ingest import WriteContext, record_batch, write_batch
+    from gridlake.lake import open_lake
+    from streaming.sources import file_lines
+
+    spark, work = bench_session("gridlake-bench-microbatch", f"microbatch-{os.getpid()}")
+    compiled = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    lake = open_lake(str(work / "lake"), create=True, spark=spark)
+    batches = []
+    for batch_id, path in enumerate(sorted(landing.glob("*.jsonl"))):
+        raw = (spark.read.format("text").option("wholetext", "true").load(str(path))
+               .select(F.col("_metadata.file_path").alias("path"), F.col("value").alias("content"))
+               .transform(file_lines()))
+        ctx = WriteContext.now("bench-microbatch", batch_id, "stream", "bench")
+        compiles0, t0 = compiled.getCount(), time.monotonic()
+        result = write_batch(spark, lake, raw, ctx, may_be_replay=False)
+        record_batch(spark, lake, result, ctx)
+        batches.append({"seconds": time.monotonic() - t0, "records": result.records_read,
+                        "compiles": compiled.getCount() - compiles0})
+    out.write_text(json.dumps({"setting": spark.conf.get(SETTING), "batches": batches}),
+                   encoding="utf-8")
+    shutil.rmtree(work, ignore_errors=True)
+    spark.stop()
+
+
+def run_driver(landing: Path, entries: int | None) -> dict:
+    """One fresh driver over every batch: `entries` code-cache entries, or gridlake's own."""
+    env = dict(os.environ)
+    if entries is not None:
+        env["GRIDLAKE_SPARK_CONF"] = f"{env.get('GRIDLAKE_SPARK_CONF', '')} {SETTING}={entries}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "batches.json"
+        subprocess.run([sys.executable, "-m", "benchmarks.bench_microbatch", "--child",
+                        str(landing), str(out)], env=env, check=True)
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+# -- the parent: data, rounds, report -----------------------------------------------------------
+
+def summarize(results: dict) -> dict:
+    warm = results["options"]["warm_up"]
+    out = {}
+    for name, runs in results["measurements"].items():
+        after = [b for run in runs for b in run["batches"][warm:]]
+        out[name] = {"setting": runs[0]["setting"],
+                     "seconds_per_batch": statistics.mean(b["seconds"] for b in after),
+                     "compiles_per_batch": statistics.mean(b["compiles"] for b in after),
+                     "records_per_batch": statistics.mean(b["records"] for b in after)}
+    if {"spark_default", "gridlake"} <= out.keys():
+        out["ratio"] = (out["gridlake"]["seconds_per_batch"]
+                        / out["spark_default"]["seconds_per_batch"])
+    return out
+
+
+def markdown(results: dict) -> str:
+    m, s, o = results["machine"], results["summary"], results["options"]
+    lines = [
+        "# make bench-microbatch", "",
+        f"Run {results['started_at']} .. {results.get('finished_at', '?')} on {m['nproc']} cores "
+        f"({m['cpu']}), {m['memory_gib']} GiB; Python {m['python']}, PySpark {m['pyspark']}, "
+        f"{m['java']}; git {m['git_head'][:12]}.", "",
+        f"{o['batches']} micro-batches of one landing file each (`write_batch` + `record_batch`) "
+        f"per fresh driver, {o['rounds']} round(s) of both drivers, alternating; the mean is over "
+        f"the batches after the first {o['warm_up']} of each driver.", "",
+        "| driver | code cache entries | records / batch | s / batch | classes compiled / batch |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, label in (("spark_default", "Spark's default"), ("gridlake", "gridlake's session")):
+        if name in s:
+            r = s[name]
+            lines.append(f"| {label} | {r['setting']} | {r['records_per_batch']:,.0f} | "
+                         f"{r['seconds_per_batch']:.2f} | {r['compiles_per_batch']:.0f} |")
+    if "ratio" in s:
+        lines += ["", f"gridlake / default = **{s['ratio']:.2f}** of the time per micro-batch."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        run_batches(Path(argv[1]), Path(argv[2]))
+        return 0
+    from gridlake.generator import GenerateOptions
+
+    options, out_dir = parse_args(argv)
+    results = new_results(options)
+    fleet = cached_fleet(GenerateOptions(devices=options.devices, days=1, seed=options.seed,
+                                         stream_files=options.batches, late_devices=0.0),
+                         "micro-batch fleet")
+    m = results["measurements"]
+    for round_ in range(1, options.rounds + 1):
+        for name, entries in (("spark_default", SPARK_DEFAULT), ("gridlake", None)):
+            run = run_driver(fleet / "stream", entries)
+            m.setdefault(name, []).append(run)
+            say(f"round {round_}, {name} ({run['setting']} entries): " + ", ".join(
+                f"{b['seconds']:.1f} s/{b['compiles']}" for b in run["batches"]))
+    work = Path(tempfile.mkdtemp())
+    finish(results, out_dir, "microbatch", summarize, markdown, work, spark=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
