@@ -130,6 +130,10 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
         # Delta's SQL parser drops the values of `spark.sql(query, args=...)` on Spark 4.1+
         # (delta-io/delta#7640); the legacy binding keeps parameterized SQL, values as data.
         "spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
+        # A micro-batch runs about 200 generated-code classes (its own plans and Delta's);
+        # Spark keeps 100, so every batch compiled them all again, cold for the JIT: about
+        # 1.5 s of each small batch (docs/operations.md, "Where a micro-batch spends its time").
+        "spark.sql.codegen.cache.maxEntries": "1000",
     }
     conf.update(storage_conf(os.environ, jars))
     if is_local_master(master):
