@@ -75,22 +75,25 @@ def run_batches(landing: Path, out: Path) -> None:
 
     spark, work = bench_session("gridlake-bench-microbatch", f"microbatch-{os.getpid()}")
     compiled = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
-    lake = open_lake(str(work / "lake"), create=True, spark=spark)
-    batches = []
-    for batch_id, path in enumerate(sorted(landing.glob("*.jsonl"))):
-        raw = (spark.read.format("text").option("wholetext", "true").load(str(path))
-               .select(F.col("_metadata.file_path").alias("path"), F.col("value").alias("content"))
-               .transform(file_lines()))
-        ctx = WriteContext.now("bench-microbatch", batch_id, "stream", "bench")
-        compiles0, t0 = compiled.getCount(), time.monotonic()
-        result = write_batch(spark, lake, raw, ctx, may_be_replay=False)
-        record_batch(spark, lake, result, ctx)
-        batches.append({"seconds": time.monotonic() - t0, "records": result.records_read,
-                        "compiles": compiled.getCount() - compiles0})
-    out.write_text(json.dumps({"setting": spark.conf.get(SETTING), "batches": batches}),
-                   encoding="utf-8")
-    shutil.rmtree(work, ignore_errors=True)
-    spark.stop()
+    try:
+        lake = open_lake(str(work / "lake"), create=True, spark=spark)
+        batches = []
+        for batch_id, path in enumerate(sorted(landing.glob("*.jsonl"))):
+            raw = (spark.read.format("text").option("wholetext", "true").load(str(path))
+                   .select(F.col("_metadata.file_path").alias("path"),
+                           F.col("value").alias("content"))
+                   .transform(file_lines()))
+            ctx = WriteContext.now("bench-microbatch", batch_id, "stream", "bench")
+            compiles0, t0 = compiled.getCount(), time.monotonic()
+            result = write_batch(spark, lake, raw, ctx, may_be_replay=False)
+            record_batch(spark, lake, result, ctx)
+            batches.append({"seconds": time.monotonic() - t0, "records": result.records_read,
+                            "compiles": compiled.getCount() - compiles0})
+        out.write_text(json.dumps({"setting": spark.conf.get(SETTING), "batches": batches}),
+                       encoding="utf-8")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        spark.stop()
 
 
 def run_driver(landing: Path, entries: int | None) -> dict:
@@ -127,8 +130,11 @@ def markdown(results: dict) -> str:
     lines = [
         "# make bench-microbatch", "",
         f"Run {results['started_at']} .. {results.get('finished_at', '?')} on {m['nproc']} cores "
-        f"({m['cpu']}), {m['memory_gib']} GiB; Python {m['python']}, PySpark {m['pyspark']}, "
-        f"{m['java']}; git {m['git_head'][:12]}.", "",
+        f"({m['cpu']}), {m['memory_gib']} GiB; load average "
+        f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])} at start, "
+        f"{', '.join(f'{x:.1f}' for x in m.get('load_average_at_end', []))} at end. "
+        f"Python {m['python']}, PySpark {m['pyspark']}, Delta {m['delta_spark']}, {m['java']}; "
+        f"git {m['git_head'][:12]}{' (modified)' if m['git_modified'] else ''}.", "",
         f"{o['batches']} micro-batches of one landing file each (`write_batch` + `record_batch`) "
         f"per fresh driver, {o['rounds']} round(s) of both drivers, alternating; the mean is over "
         f"the batches after the first {o['warm_up']} of each driver.", "",
@@ -142,6 +148,7 @@ def markdown(results: dict) -> str:
                          f"{r['seconds_per_batch']:.2f} | {r['compiles_per_batch']:.0f} |")
     if "ratio" in s:
         lines += ["", f"gridlake / default = **{s['ratio']:.2f}** of the time per micro-batch."]
+    lines += ["", "Every batch of every driver: `microbatch.json`."]
     return "\n".join(lines) + "\n"
 
 
@@ -158,16 +165,18 @@ def main(argv: list[str] | None = None) -> int:
                                          stream_files=options.batches, late_devices=0.0),
                          "micro-batch fleet")
     m = results["measurements"]
-    for round_ in range(1, options.rounds + 1):
-        for name, entries in (("spark_default", SPARK_DEFAULT), ("gridlake", None)):
-            run = run_driver(fleet / "stream", entries)
-            m.setdefault(name, []).append(run)
-            say(f"round {round_}, {name} ({run['setting']} entries): " + ", ".join(
-                f"{b['seconds']:.1f} s/{b['compiles']}" for b in run["batches"]))
-    work = Path(tempfile.mkdtemp())
-    finish(results, out_dir, "microbatch", summarize, markdown, work, spark=None)
+    try:
+        for round_ in range(1, options.rounds + 1):
+            for name, entries in (("spark_default", SPARK_DEFAULT), ("gridlake", None)):
+                run = run_driver(fleet / "stream", entries)
+                m.setdefault(name, []).append(run)
+                say(f"round {round_}, {name} ({run['setting']} entries): " + ", ".join(
+                    f"{b['seconds']:.1f} s/{b['compiles']}" for b in run["batches"]))
+    finally:
+        finish(results, out_dir, "microbatch", summarize, markdown, Path(tempfile.mkdtemp()),
+               spark=None)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

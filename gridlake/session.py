@@ -132,7 +132,7 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
         "spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
         # A micro-batch runs about 200 generated-code classes (its own plans and Delta's);
         # Spark keeps 100, so every batch compiled them all again, cold for the JIT: about
-        # 1.5 s of each small batch (docs/operations.md, "Where a micro-batch spends its time").
+        # 2 s of each small batch (docs/operations.md, "Where a micro-batch spends its time").
         "spark.sql.codegen.cache.maxEntries": "1000",
     }
     conf.update(storage_conf(os.environ, jars))
