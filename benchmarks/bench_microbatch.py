@@ -66,12 +66,9 @@ def parse_args(argv: list[str] | None) -> tuple[MicroBatchOptions, Path]:
 
 def run_batches(landing: Path, out: Path) -> None:
     """Every landing file as one micro-batch into a new lake; per batch: seconds, compiles."""
-    from pyspark.sql import functions as F
-
-    from benchmarks.bench_stream import bench_session
+    from benchmarks.bench_stream import _landing_files, bench_session
     from gridlake.ingest import WriteContext, record_batch, write_batch
     from gridlake.lake import open_lake
-    from streaming.sources import file_lines
 
     spark, work = bench_session("gridlake-bench-microbatch", f"microbatch-{os.getpid()}")
     compiled = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
@@ -79,10 +76,7 @@ def run_batches(landing: Path, out: Path) -> None:
         lake = open_lake(str(work / "lake"), create=True, spark=spark)
         batches = []
         for batch_id, path in enumerate(sorted(landing.glob("*.jsonl"))):
-            raw = (spark.read.format("text").option("wholetext", "true").load(str(path))
-                   .select(F.col("_metadata.file_path").alias("path"),
-                           F.col("value").alias("content"))
-                   .transform(file_lines()))
+            raw = _landing_files(spark, path)  # one file: one micro-batch, as FileSource reads it
             ctx = WriteContext.now("bench-microbatch", batch_id, "stream", "bench")
             compiles0, t0 = compiled.getCount(), time.monotonic()
             result = write_batch(spark, lake, raw, ctx, may_be_replay=False)
