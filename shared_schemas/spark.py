@@ -72,11 +72,9 @@ def _envelope_variant(contract: Contract) -> Column:
     return F.when(_header("ce_specversion").isNotNull(), binary).otherwise(structured)
 
 
-def _is_object(col: Column) -> Column:
-    return F.coalesce(F.schema_of_variant(col).startswith("OBJECT"), F.lit(False))
-
-
-def _kind_ok(f: Field, vtype: Column, as_string: Column) -> Column:
+def _kind_ok(f: Field, vtype: Column, typed: Column, text: Column | None = None) -> Column:
+    """Whether a present value has the field's kind: its variant type name `vtype`, its value
+    cast to the kind `typed` and, for a timestamp, the string it was read from `text`."""
     if f.kind == "string":
         return vtype == "STRING"
     if f.kind == "long":
@@ -84,8 +82,7 @@ def _kind_ok(f: Field, vtype: Column, as_string: Column) -> Column:
     if f.kind == "double":
         return (vtype.isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | vtype.startswith("DECIMAL"))
     # timestamp: an RFC 3339 string that Spark can read as an instant.
-    return ((vtype == "STRING") & as_string.rlike(_RFC3339)
-            & as_string.try_cast("timestamp").isNotNull())
+    return (vtype == "STRING") & text.rlike(_RFC3339) & typed.isNotNull()
 
 
 def _field_checks(f: Field, value: Column, present: Column, ok: Column,
@@ -122,24 +119,36 @@ def parse_and_validate(contract: Contract) -> Callable[[DataFrame], DataFrame]:
 
     def transform(df: DataFrame) -> DataFrame:
         utf8_ok = F.is_valid_utf8(F.col("payload").cast("string"))
+        names = [a.name for a in contract.envelope] + list(contract.extension_attributes)
+        # One cast reads the envelope (attributes as strings, `data` as a variant) and one the
+        # data fields: only an object casts to a struct, so a null struct means "not an object".
+        envelope = T.StructType([T.StructField(n, T.StringType()) for n in names]
+                                + [T.StructField("data", T.VariantType())])
+        fields = T.StructType([T.StructField(f.name, T.VariantType()) for f in contract.fields])
         parsed = (
             df.withColumn("_utf8", F.coalesce(utf8_ok, F.lit(False)))
             .withColumn("_v", F.when(F.col("_utf8"), _envelope_variant(contract)))
-            .withColumn("_json", F.col("_utf8") & _is_object(F.col("_v")))
-            .withColumn("_data", F.try_variant_get("_v", "$.data", "variant"))
-            .withColumn("_data_ok", F.col("_json") & _is_object(F.col("_data")))
+            .withColumn("_e", F.try_variant_get("_v", "$", envelope.simpleString()))
+            .withColumn("_json", F.col("_utf8") & F.col("_e").isNotNull())
+            .withColumn("_f", F.try_variant_get("_e.data", "$", fields.simpleString()))
+            .withColumn("_data_ok", F.col("_json") & F.col("_f").isNotNull())
         )
-        names = [a.name for a in contract.envelope] + list(contract.extension_attributes)
         # Staged columns keep every sub-expression computed once (and the plan small).
         parsed = parsed.select("*", *[
-            F.try_variant_get("_v", f"$.{name}", "string").alias(ENVELOPE_COLUMNS.get(name, name))
-            for name in names
-        ], *[F.try_variant_get("_data", f"$.{f.name}", "variant").alias(f"_r_{f.name}")
-             for f in contract.fields])
+            F.col(f"_e.{name}").alias(ENVELOPE_COLUMNS.get(name, name)) for name in names
+        ], *[F.col(f"_f.{f.name}").alias(f"_r_{f.name}") for f in contract.fields])
+        # Each value is cast once, to its contract type (a timestamp from its text); it is
+        # kept only where its JSON type fits.
+        times = [f for f in contract.fields if f.kind == "timestamp"]
+        parsed = parsed.select("*", *[
+            F.try_variant_get(f"_r_{f.name}", "$", "string").alias(f"_s_{f.name}") for f in times
+        ])
         parsed = parsed.select("*", *[
             c for f in contract.fields for c in (
                 F.schema_of_variant(f"_r_{f.name}").alias(f"_t_{f.name}"),
-                F.try_variant_get(f"_r_{f.name}", "$", "string").alias(f"_s_{f.name}"))
+                (F.col(f"_s_{f.name}").try_cast("timestamp") if f in times else
+                 F.try_variant_get(f"_r_{f.name}", "$", SPARK_TYPES[f.kind].simpleString())
+                 ).alias(f"_c_{f.name}"))
         ])
         parsed = parsed.select("*", *[
             (F.col("_data_ok") & F.col(f"_r_{f.name}").isNotNull()
@@ -147,15 +156,13 @@ def parse_and_validate(contract: Contract) -> Callable[[DataFrame], DataFrame]:
             for f in contract.fields
         ])
         parsed = parsed.select("*", *[
-            (F.col(f"_p_{f.name}") & _kind_ok(f, F.col(f"_t_{f.name}"), F.col(f"_s_{f.name}"))
-             ).alias(f"_ok_{f.name}")
+            (F.col(f"_p_{f.name}")
+             & _kind_ok(f, F.col(f"_t_{f.name}"), F.col(f"_c_{f.name}"),
+                        F.col(f"_s_{f.name}") if f in times else None)).alias(f"_ok_{f.name}")
             for f in contract.fields
         ])
         parsed = parsed.select("*", *[
-            F.when(F.col(f"_ok_{f.name}"),
-                   F.col(f"_s_{f.name}").try_cast("timestamp") if f.kind == "timestamp"
-                   else F.try_variant_get(f"_r_{f.name}", "$", SPARK_TYPES[f.kind].simpleString())
-                   ).alias(f.name)
+            F.when(F.col(f"_ok_{f.name}"), F.col(f"_c_{f.name}")).alias(f.name)
             for f in contract.fields
         ])
 
