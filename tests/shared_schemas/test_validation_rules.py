@@ -169,3 +169,18 @@ def test_binary_mode_headers_are_an_event(spark):
     assert rows["binary"]["reasons"] == []
     assert (rows["binary"]["event_id"], rows["binary"]["traceparent"]) == ("bin-1", "00-aa-bb-01")
     assert [r["code"] for r in rows["binary bad"]["reasons"]] == ["envelope.type.value"]
+
+
+@pytest.mark.parametrize("value", [42, 4.5, True, {"a": 1}, ["x", 1]])
+def test_an_attribute_of_another_json_type_does_not_hide_the_event(spark, value):
+    # The envelope is read in one cast: an attribute that is not a string is read as its JSON
+    # text, and the rest of the event (the data fields) is still validated and typed.
+    rows = [("odd", _with("traceparent", value), None, INGEST_TIME),
+            ("odd data", _with("data.status", value), None, INGEST_TIME)]
+    out = {r["name"]: r for r in spark.createDataFrame(rows, SCHEMA)
+           .transform(parse_and_validate(CURRENT)).collect()}
+    assert out["odd"]["reasons"] == []
+    assert json.loads(out["odd"]["traceparent"]) == value
+    assert (out["odd"]["event_id"], out["odd"]["seq"]) == ("evt-1", 1834)
+    assert [r["code"] for r in out["odd data"]["reasons"]] == ["status.type"]
+    assert (out["odd data"]["device_id"], out["odd data"]["power_w"]) == ("D00042", -2150.5)
