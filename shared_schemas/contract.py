@@ -76,6 +76,11 @@ class Contract:
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """Every CloudEvents attribute an event may carry: the envelope's, then extensions."""
+        return tuple(a.name for a in self.envelope) + self.extension_attributes
+
     def with_fields(self, *extra: Field, version: int | None = None) -> Contract:
         """A new contract version with extra fields appended (how the contract evolves)."""
         return replace(self, fields=self.fields + extra, version=version or self.version + 1)

@@ -64,9 +64,8 @@ def _envelope_variant(contract: Contract) -> Column:
     """The event as one variant: a structured-mode payload, or binary-mode headers + data."""
     text = F.col("payload").cast("string")
     structured = F.try_parse_json(text)
-    attributes = [a.name for a in contract.envelope] + list(contract.extension_attributes)
     binary = F.try_parse_json(F.to_json(F.struct(
-        *[_header(f"ce_{name}").alias(name) for name in attributes],
+        *[_header(f"ce_{name}").alias(name) for name in contract.attribute_names],
         F.try_parse_json(text).alias("data"),
     )))
     return F.when(_header("ce_specversion").isNotNull(), binary).otherwise(structured)
@@ -119,11 +118,11 @@ def parse_and_validate(contract: Contract) -> Callable[[DataFrame], DataFrame]:
 
     def transform(df: DataFrame) -> DataFrame:
         utf8_ok = F.is_valid_utf8(F.col("payload").cast("string"))
-        names = [a.name for a in contract.envelope] + list(contract.extension_attributes)
+        names = contract.attribute_names
         # One cast reads the envelope (attributes as strings, `data` as a variant) and one the
         # data fields: only an object casts to a struct, so a null struct means "not an object".
-        envelope = T.StructType([T.StructField(n, T.StringType()) for n in names]
-                                + [T.StructField("data", T.VariantType())])
+        envelope = T.StructType([*[T.StructField(n, T.StringType()) for n in names],
+                                 T.StructField("data", T.VariantType())])
         fields = T.StructType([T.StructField(f.name, T.VariantType()) for f in contract.fields])
         parsed = (
             df.withColumn("_utf8", F.coalesce(utf8_ok, F.lit(False)))
