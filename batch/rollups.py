@@ -10,6 +10,12 @@ feed since the last `changed` run (the cursor, kept in `_gridlake/rollups`) and 
 only the UTC days whose readings changed. Site rollups follow: every local day that overlaps
 a recomputed UTC day, in any site's zone, is recomputed from all of its readings.
 
+The two gold tables are computed side by side (two threads of one Spark session; their
+commits still take the process's write lock one at a time): a run of a few days is mostly
+the fixed cost of small Spark jobs, which two cores overlap. The bookkeeping reads (the
+cursor, the change feed, which days another run computed from a newer silver version) go
+through `batch.lake_state` (delta-rs), not Spark queries.
+
 Before a gold table is written, its rows are checked against the table's expectations
 (`shared_schemas.expectations`, as Spark predicates, see `gridlake.quality.gate_rows`): rows
 breaking a `drop`-level expectation are left out, days with a `fail`-level violation are not
@@ -27,12 +33,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 
+from batch import lake_state
 from batch.delta_io import (
     commit_version,
     conform,
@@ -64,6 +74,7 @@ from shared_schemas.tables import (
 )
 
 CHANGED = "changed"
+T = TypeVar("T")
 
 
 @dataclass
@@ -217,42 +228,9 @@ def silver_version(spark, lake: Lake, contract: Contract = CURRENT) -> int:
     return table_version(spark, lake.path(silver_readings(contract)))
 
 
-def rollup_cursor(spark, lake: Lake) -> int | None:
-    """The last silver version a `changed` run rolled up (None before the first)."""
-    row = (spark.read.format("delta").load(lake.path(rollup_log()))
-           .where(F.col("mode") == F.lit(CHANGED))
-           .agg(F.max("silver_version")).first())
-    return None if row is None else row[0]
-
-
-def changed_days(spark, lake: Lake, first_version: int, last_version: int,
-                 contract: Contract = CURRENT) -> list[dt.date]:
-    """UTC days with a silver row inserted, updated or deleted in versions first..last."""
-    if first_version > last_version:
-        return []
-    changes = (spark.read.format("delta")
-               .option("readChangeFeed", "true")
-               .option("startingVersion", first_version)
-               .option("endingVersion", last_version)
-               .load(lake.path(silver_readings(contract))))
-    return sorted(r[0] for r in changes.select("event_date").distinct().collect())
-
-
 def _site_zones(spark, lake: Lake) -> DataFrame:
     return spark.read.format("delta").load(lake.path(reference_sites())).select(
         "site_id", "timezone")
-
-
-def _not_newer(spark, path: str, column: str, days: list[dt.date], version: int
-               ) -> list[dt.date]:
-    """The days whose gold rows were not computed from a silver version newer than ours."""
-    # A filter, not a per-day max: no shuffle, and the file statistics of silver_version let
-    # Delta skip every file in the usual case (no newer row), so it reads nothing.
-    newer = {r[0] for r in (spark.read.format("delta").load(path)
-                            .where(F.col(column).isin(*days)
-                                   & (F.col("silver_version") > F.lit(version)))
-                            .select(column).collect())}
-    return [d for d in days if d not in newer]
 
 
 class RollupQualityError(QualityFailure):
@@ -286,18 +264,20 @@ def _gated(spark, lake: Lake, result: RollupResult, spec, column: str, days: lis
                           .repartition(F.col(column))))
 
 
-def _replace_days(spark, path: str, column: str, days: list[dt.date], version: int,
+def _replace_days(lake: Lake, spec, column: str, days: list[dt.date], version: int,
                   run_id: str, build: Callable[[list[dt.date]], DataFrame]
                   ) -> tuple[list[dt.date], list[dt.date]]:
-    """Replace `days` of a gold table with `build(days)`; returns (written, skipped)."""
+    """Replace `days` of a gold table with `build(days)`, except days another run computed
+    from a newer silver version; returns (written, skipped)."""
 
     def write() -> tuple[list[dt.date], list[dt.date]]:
-        todo = _not_newer(spark, path, column, days, version)
+        newer = lake_state.days_computed_after(lake.root, spec, column, days, version)
+        todo = [d for d in days if d not in newer]
         if todo:
-            replace_dates(build(todo), path, column, todo, run_id)
+            replace_dates(build(todo), lake.path(spec), column, todo, run_id)
         return todo, [d for d in days if d not in todo]
 
-    return guarded_write(write, f"{path.rsplit('/', 1)[-1]} of {run_id}")
+    return guarded_write(write, f"{spec.path.rsplit('/', 1)[-1]} of {run_id}")
 
 
 def _publish(spark, lake: Lake, result: RollupResult, spec, column: str, days: list[dt.date],
@@ -313,10 +293,22 @@ def _publish(spark, lake: Lake, result: RollupResult, spec, column: str, days: l
         publish, rows_of = _gated(spark, lake, result, spec, column, days, rows)
         if not publish:
             return [], []
-        return _replace_days(spark, lake.path(spec), column, publish, version, run_id,
-                             rows_of)
+        return _replace_days(lake, spec, column, publish, version, run_id, rows_of)
     finally:
         rows.unpersist()
+
+
+def _side_by_side(spark, *actions: Callable[[], T]) -> list[T]:
+    """Run `actions` in threads of this process and return their results in order.
+
+    Spark runs the jobs of several threads of one session at once (each thread carries the
+    caller's Spark properties and tags); an error is raised once every action has finished
+    (none is left running behind the caller's back).
+    """
+    in_thread = inheritable_thread_target(spark)
+    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
+        futures = [pool.submit(in_thread(action)) for action in actions]
+        return [future.result() for future in futures]
 
 
 def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = None,
@@ -337,42 +329,44 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
     silver = read_at(spark, lake.path(silver_readings(contract)), version)
     days = sorted(set(days))
     result = RollupResult(run_id, mode, version, changes_from_version, days=days)
-    if days:
-        device_spec = gold_daily_device_rollups()
-
-        def device_rows(todo: list[dt.date]) -> DataFrame:
-            return (silver.where(F.col("event_date").isin(*todo))
-                    .transform(daily_device_rollups())
-                    .transform(stamped(version, run_id, started))
-                    .transform(conform(device_spec)))
-
-        written, result.skipped_newer = _publish(spark, lake, result, device_spec, "day", days,
-                                                 version, run_id, device_rows)
-        if written:
-            result.device_rollups_version = commit_version(spark, lake.path(device_spec),
-                                                           run_id)
-
+    device_spec, site_spec = gold_daily_device_rollups(), gold_daily_site_rollups(contract)
     sites = _site_zones(spark, lake)
     if days:
         # The registry is small: collect it whole rather than pay a distinct's shuffle.
         zones = {r[0] for r in sites.select("timezone").collect()}
         result.local_days = local_days_overlapping(days, zones)
-    if result.local_days:
-        site_spec = gold_daily_site_rollups(contract)
 
-        def site_rows(todo: list[dt.date]) -> DataFrame:
-            return (silver.where(F.col("event_date").isin(*utc_dates_of(todo)))
-                    .join(F.broadcast(sites), "site_id")
-                    .transform(with_local_day())
-                    .where(F.col("local_day").isin(*todo))
-                    .transform(daily_site_rollups(contract))
-                    .transform(stamped(version, run_id, started))
-                    .transform(conform(site_spec)))
+    def device_rows(todo: list[dt.date]) -> DataFrame:
+        return (silver.where(F.col("event_date").isin(*todo))
+                .transform(daily_device_rollups())
+                .transform(stamped(version, run_id, started))
+                .transform(conform(device_spec)))
 
-        written, _ = _publish(spark, lake, result, site_spec, "local_day", result.local_days,
-                              version, run_id, site_rows)
-        if written:
-            result.site_rollups_version = commit_version(spark, lake.path(site_spec), run_id)
+    def site_rows(todo: list[dt.date]) -> DataFrame:
+        return (silver.where(F.col("event_date").isin(*utc_dates_of(todo)))
+                .join(F.broadcast(sites), "site_id")
+                .transform(with_local_day())
+                .where(F.col("local_day").isin(*todo))
+                .transform(daily_site_rollups(contract))
+                .transform(stamped(version, run_id, started))
+                .transform(conform(site_spec)))
+
+    def publish(spec, column: str, todo: list[dt.date], build
+                ) -> tuple[list[dt.date], list[dt.date], int | None]:
+        """(days written, days skipped as newer, the gold version written)."""
+        if not todo:
+            return [], [], None
+        written, skipped = _publish(spark, lake, result, spec, column, todo, version, run_id,
+                                    build)
+        return written, skipped, (commit_version(spark, lake.path(spec), run_id) if written
+                                  else None)
+
+    device, site = _side_by_side(
+        spark,
+        lambda: publish(device_spec, "day", days, device_rows),
+        lambda: publish(site_spec, "local_day", result.local_days, site_rows))
+    _, result.skipped_newer, result.device_rollups_version = device
+    result.site_rollups_version = site[2]
     failed = [o for gate in result.quality.values() for o in gate.failed_at(FAIL)]
     if failed:
         # Not logged as a run: a `changed` cursor stays where it was, so the days come again.
@@ -420,10 +414,10 @@ def rollup_changed(spark, lake: Lake, run_id: str | None = None,
     """
     run_id = run_id or f"rollup-{uuid.uuid4().hex[:12]}"
     version = silver_version(spark, lake, contract)
-    cursor = rollup_cursor(spark, lake)
+    cursor = lake_state.rollup_cursor(lake.root, CHANGED)
     first = 0 if cursor is None else cursor + 1
     if cursor is not None and cursor >= version:  # nothing committed to silver since
         return RollupResult(run_id, CHANGED, version, first)
-    days = changed_days(spark, lake, first, version, contract)
+    days = lake_state.changed_days(lake.root, first, version)
     return recompute(spark, lake, days, run_id=run_id, mode=CHANGED, version=version,
                      changes_from_version=first, contract=contract)

@@ -95,6 +95,22 @@ def storage_conf(env: Mapping[str, str], jars: list[str]) -> dict[str, str]:
     return conf
 
 
+def object_store_options(env: Mapping[str, str]) -> dict[str, str]:
+    """delta-rs storage options for object-store lakes, from the same `GRIDLAKE_S3_*` variables
+    as `storage_conf` (none set: none, and delta-rs reads the usual `AWS_*` variables)."""
+    options: dict[str, str] = {}
+    endpoint = env.get("GRIDLAKE_S3_ENDPOINT")
+    region = (env.get("GRIDLAKE_S3_REGION") or env.get("AWS_REGION")
+              or env.get("AWS_DEFAULT_REGION"))
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if region:
+        options["AWS_REGION"] = region
+    return options
+
+
 def conf_from_text(text: str) -> dict[str, str]:
     """`spark.a=1 spark.b='x y'` → {"spark.a": "1", "spark.b": "x y"} (shell quoting), as
     `GRIDLAKE_SPARK_CONF` holds it."""

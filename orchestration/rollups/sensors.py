@@ -2,9 +2,9 @@
 
 The cursor is the last silver Delta version looked at. Each tick reads silver's change data
 feed from the next version to the current one and requests the rollup job for those UTC days.
-The feed is read with delta-rs (`batch.lake_state.changed_days`, which the tests hold equal to
-`batch.rollups.changed_days`, the Spark read `gridlake rollup --changed` uses): sensors run in
-a code server the daemon replaces every minute, where a Spark driver would mean a JVM a minute.
+The feed is read with delta-rs (`batch.lake_state.changed_days`, the same read
+`gridlake rollup --changed` uses): sensors run in a code server the daemon replaces every
+minute, where a Spark driver would mean a JVM a minute.
 
 A Dagster run covers one contiguous partition range, so the changed days are grouped into
 maximal runs of consecutive days and each becomes one run request (tags

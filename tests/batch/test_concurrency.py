@@ -14,7 +14,8 @@ from gridlake.ingest import WriteContext, record_batch, write_batch
 from streaming.sources import file_lines
 from tests import oracle
 from tests.batch import expected as X
-from tests.batch.conftest import rows_by, silver_winners, winners
+from tests.batch.conftest import rows_by, silver_winners, table, winners
+from tests.conftest import FLEET_ARGS
 
 
 def stream_batches(spark, lake, groups):
@@ -63,3 +64,46 @@ def test_backfill_and_rollups_race_the_stream_and_both_end_right(spark, lake, sm
            X.device_rollups(truth), "daily device rollups")
     X.same(rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day"),
            X.site_rollups(truth, zones), "daily site rollups")
+
+
+def test_a_rollup_of_an_older_silver_version_leaves_the_days_a_newer_run_computed(
+        spark, lake, tmp_path):
+    from batch.rollups import recompute, silver_version
+    from gridlake.cli import main
+
+    fleet = tmp_path / "fleet"  # the shared fleet's settings over two days
+    args = list(FLEET_ARGS)
+    args[args.index("--days") + 1] = "2"
+    assert main(["generate", "--out", str(fleet), *args]) == 0
+    load_sites(spark, lake, fleet / "sites.csv")
+    stream = sorted((fleet / "stream").glob("*.jsonl"))
+    late = sorted((fleet / "late").iterdir())
+    stream_batches(spark, lake, [stream])
+    old = silver_version(spark, lake)
+    backfill(spark, lake, [fleet / "late"], rollup=False, progress=False)
+    new = silver_version(spark, lake)
+    before, _ = oracle.silver_truth(oracle.read_records(stream), X.now())
+    truth, _ = oracle.silver_truth(oracle.read_records([*stream, *late]), X.now())
+    # A day the late reports changed (its rollups differ between the two versions) and the other.
+    fresh = min(ts.date() for key, ts in truth if before.get((key, ts)) != truth[(key, ts)])
+    (stale,) = {ts.date() for _, ts in truth} - {fresh}
+
+    # A run of the newest silver version computes one day; a run pinned to the version before
+    # the late reports (a slow run that started earlier) then finishes, over that day and the
+    # next: it must write only the next one, in both gold tables.
+    newer_run = recompute(spark, lake, [fresh])
+    older_run = recompute(spark, lake, [fresh, stale], version=old)
+    assert older_run.skipped_newer == [fresh]
+    device_versions = {r["day"]: r["silver_version"] for r in table(
+        spark, lake, "gold/daily_device_rollups").select("day", "silver_version").collect()}
+    assert device_versions == {fresh: new, stale: old}
+    site_versions = {r["local_day"]: r["silver_version"] for r in table(
+        spark, lake, "gold/daily_site_rollups").select("local_day", "silver_version").collect()}
+    assert {d for d, v in site_versions.items() if v == new} == set(newer_run.local_days)
+    assert {d for d, v in site_versions.items() if v == old} == (
+        set(older_run.local_days) - set(newer_run.local_days))
+    # The newer day still holds the rollups of every reading, late reports included.
+    gold = rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day")
+    X.same({k: r for k, r in gold.items() if k[1] == fresh},
+           {k: r for k, r in X.device_rollups(truth).items() if k[1] == fresh},
+           "daily device rollups of the newer day")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gridlake.errors import SetupError
-from gridlake.session import conf_from_text, storage_conf
+from gridlake.session import conf_from_text, object_store_options, storage_conf
 
 JARS = ["/jars/delta-spark_4.2_2.13-4.4.0.jar", "/jars/hadoop-aws-3.5.0.jar"]
 
@@ -25,6 +25,18 @@ def test_an_s3_compatible_endpoint_gets_path_style_access_and_its_region():
     }
     # No credential ever travels through Spark settings: the AWS default chain finds them.
     assert not any("key" in k.lower() or "secret" in k.lower() for k in conf)
+
+
+def test_delta_rs_reads_the_same_endpoint_and_region_and_no_credentials():
+    assert object_store_options({}) == {}
+    assert object_store_options({"GRIDLAKE_S3_ENDPOINT": "http://127.0.0.1:9000",
+                                 "GRIDLAKE_S3_REGION": "eu-central-1",
+                                 "AWS_REGION": "us-east-1",
+                                 "AWS_SECRET_ACCESS_KEY": "never-copied"}) == {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": "eu-central-1"}
+    assert object_store_options({"GRIDLAKE_S3_ENDPOINT": "https://s3.example.test"}) == {
+        "AWS_ENDPOINT_URL": "https://s3.example.test"}
 
 
 def test_the_dynamodb_log_store_is_set_for_both_s3_schemes_when_its_jar_is_there():
