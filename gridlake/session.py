@@ -59,6 +59,13 @@ def is_local_master(master: str) -> bool:
     return master.startswith("local")
 
 
+def s3_endpoint_and_region(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The S3 endpoint (None: AWS S3) and the bucket's region (None: the SDK's default)."""
+    return env.get("GRIDLAKE_S3_ENDPOINT"), (env.get("GRIDLAKE_S3_REGION")
+                                              or env.get("AWS_REGION")
+                                              or env.get("AWS_DEFAULT_REGION"))
+
+
 def storage_conf(env: Mapping[str, str], jars: list[str]) -> dict[str, str]:
     """Spark settings for object-store lakes, from the `GRIDLAKE_S3_*` and
     `GRIDLAKE_DELTA_DYNAMODB_TABLE` variables (none set: none).
@@ -66,9 +73,7 @@ def storage_conf(env: Mapping[str, str], jars: list[str]) -> dict[str, str]:
     Raises SetupError when the DynamoDB log store is asked for but its jar is not there.
     """
     conf: dict[str, str] = {}
-    endpoint = env.get("GRIDLAKE_S3_ENDPOINT")
-    region = (env.get("GRIDLAKE_S3_REGION") or env.get("AWS_REGION")
-              or env.get("AWS_DEFAULT_REGION"))
+    endpoint, region = s3_endpoint_and_region(env)
     if endpoint:
         # S3-compatible stores (MinIO, Ceph, moto) serve buckets as paths, not host names.
         conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
@@ -99,9 +104,7 @@ def object_store_options(env: Mapping[str, str]) -> dict[str, str]:
     """delta-rs storage options for object-store lakes, from the same `GRIDLAKE_S3_*` variables
     as `storage_conf` (none set: none, and delta-rs reads the usual `AWS_*` variables)."""
     options: dict[str, str] = {}
-    endpoint = env.get("GRIDLAKE_S3_ENDPOINT")
-    region = (env.get("GRIDLAKE_S3_REGION") or env.get("AWS_REGION")
-              or env.get("AWS_DEFAULT_REGION"))
+    endpoint, region = s3_endpoint_and_region(env)
     if endpoint:
         options["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
