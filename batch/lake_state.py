@@ -12,7 +12,10 @@ changed, the rollup cursor, and the gold days computed from a newer silver versi
 
 Lake roots are local folders or object-store URLs (`s3a://` is read as `s3://`; the endpoint
 and region from the same `GRIDLAKE_S3_*` variables as the Spark session, credentials from the
-usual AWS environment variables).
+usual AWS environment variables). With Delta's DynamoDB log store
+(`GRIDLAKE_DELTA_DYNAMODB_TABLE`) these reads see a commit once its file is in the log folder:
+a writer that died between its DynamoDB entry and that copy leaves a version they see only
+after the next Spark writer of the table has completed it.
 
 Example:
     >>> changed_days("/data/lake", first_version=12, last_version=15)      # doctest: +SKIP

@@ -31,9 +31,10 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -75,6 +76,7 @@ from shared_schemas.tables import (
 
 CHANGED = "changed"
 T = TypeVar("T")
+log = logging.getLogger("gridlake.rollups")
 
 
 @dataclass
@@ -87,8 +89,10 @@ class RollupResult:
     changes_from_version: int | None = None
     days: list[dt.date] = field(default_factory=list)
     local_days: list[dt.date] = field(default_factory=list)
-    # Days another run had already computed from a newer silver version (left as they are).
+    # Days another run had already computed from a newer silver version (left as they are):
+    # UTC days of the device rollups, local days of the site rollups.
     skipped_newer: list[dt.date] = field(default_factory=list)
+    skipped_newer_local_days: list[dt.date] = field(default_factory=list)
     device_rollups_version: int | None = None
     site_rollups_version: int | None = None
     # Per gold table: what its expectations said about the rows before they were written.
@@ -100,8 +104,9 @@ class RollupResult:
         versions = ", ".join(f"{name} v{v}" for name, v in (
             ("daily_device_rollups", self.device_rollups_version),
             ("daily_site_rollups", self.site_rollups_version)) if v is not None)
-        skipped = (f"; {len(self.skipped_newer)} already newer, left alone"
-                   if self.skipped_newer else "")
+        skipped = (f"; {len(self.skipped_newer)} UTC and {len(self.skipped_newer_local_days)} "
+                   f"site-local day(s) already newer, left alone"
+                   if self.skipped_newer or self.skipped_newer_local_days else "")
         return (f"rollups: {len(self.days)} UTC day(s) ({_span(self.days)}), "
                 f"{len(self.local_days)} site-local day(s) recomputed from silver "
                 f"v{self.silver_version}{skipped}; gold {versions or 'unchanged'}")
@@ -301,14 +306,20 @@ def _publish(spark, lake: Lake, result: RollupResult, spec, column: str, days: l
 def _side_by_side(spark, *actions: Callable[[], T]) -> list[T]:
     """Run `actions` in threads of this process and return their results in order.
 
-    Spark runs the jobs of several threads of one session at once (each thread carries the
-    caller's Spark properties and tags); an error is raised once every action has finished
-    (none is left running behind the caller's back).
+    Spark runs the jobs of several threads of one session at once; each thread gets its own
+    copy of the caller's Spark properties and tags. Every action runs to its end, so when one
+    fails the others may have written: the first error is raised once all have finished, and
+    the other errors are logged.
     """
-    in_thread = inheritable_thread_target(spark)
     with ThreadPoolExecutor(max_workers=len(actions)) as pool:
-        futures = [pool.submit(in_thread(action)) for action in actions]
-        return [future.result() for future in futures]
+        futures = [pool.submit(inheritable_thread_target(spark)(action)) for action in actions]
+        wait(futures)
+    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    for error in errors[1:]:
+        log.error("a rollup table failed besides the first error: %s", error, exc_info=error)
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futures]
 
 
 def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = None,
@@ -366,7 +377,7 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
         lambda: publish(device_spec, "day", days, device_rows),
         lambda: publish(site_spec, "local_day", result.local_days, site_rows))
     _, result.skipped_newer, result.device_rollups_version = device
-    result.site_rollups_version = site[2]
+    _, result.skipped_newer_local_days, result.site_rollups_version = site
     failed = [o for gate in result.quality.values() for o in gate.failed_at(FAIL)]
     if failed:
         # Not logged as a run: a `changed` cursor stays where it was, so the days come again.

@@ -114,9 +114,10 @@ def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefi
         context.log.info(result.line())
 
         written_by_table = {
-            DEVICE_ROLLUPS: (result.days, result.device_rollups_version),
-            SITE_ROLLUPS: (result.local_days, result.site_rollups_version)}
-        for name, (written, version) in written_by_table.items():
+            DEVICE_ROLLUPS: (result.days, result.device_rollups_version, result.skipped_newer),
+            SITE_ROLLUPS: (result.local_days, result.site_rollups_version,
+                           result.skipped_newer_local_days)}
+        for name, (written, version, left_alone) in written_by_table.items():
             spec = tables[name]
             rows = (read_at(session, the_lake.path(spec), version)
                     .where(column_in(spec.partition_by[0], written)).cache())
@@ -126,8 +127,8 @@ def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefi
                             "silver_version": result.silver_version,
                             "delta_version": version if version is not None else "unchanged",
                             "gridlake_run_id": result.run_id}
-                if name == DEVICE_ROLLUPS and result.skipped_newer:
-                    metadata["left_alone_newer"] = _span(result.skipped_newer)
+                if left_alone:
+                    metadata["left_alone_newer"] = _span(left_alone)
                 check_results = _check_results(name, checks[name], rows)
             finally:
                 rows.unpersist()

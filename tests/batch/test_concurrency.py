@@ -94,6 +94,8 @@ def test_a_rollup_of_an_older_silver_version_leaves_the_days_a_newer_run_compute
     newer_run = recompute(spark, lake, [fresh])
     older_run = recompute(spark, lake, [fresh, stale], version=old)
     assert older_run.skipped_newer == [fresh]
+    assert older_run.skipped_newer_local_days == sorted(
+        set(older_run.local_days) & set(newer_run.local_days))
     device_versions = {r["day"]: r["silver_version"] for r in table(
         spark, lake, "gold/daily_device_rollups").select("day", "silver_version").collect()}
     assert device_versions == {fresh: new, stale: old}
@@ -107,3 +109,8 @@ def test_a_rollup_of_an_older_silver_version_leaves_the_days_a_newer_run_compute
     X.same({k: r for k, r in gold.items() if k[1] == fresh},
            {k: r for k, r in X.device_rollups(truth).items() if k[1] == fresh},
            "daily device rollups of the newer day")
+    # A run of the same silver version is not "newer": it rewrites its days.
+    again = recompute(spark, lake, [fresh], version=new)
+    assert again.skipped_newer == [] and again.skipped_newer_local_days == []
+    assert {r["run_id"] for r in table(spark, lake, "gold/daily_device_rollups")
+            .where(F.col("day") == fresh).collect()} == {again.run_id}

@@ -90,3 +90,29 @@ def test_a_date_range_is_inclusive_and_an_empty_one_is_refused():
         day_range(dt.date(2026, 11, 3), dt.date(2026, 11, 1))
     assert str(refused.value) == ("the date range 2026-11-03..2026-11-01 is empty: "
                                   "--from 2026-11-03 is after --to 2026-11-01")
+
+
+def test_side_by_side_finishes_every_action_and_raises_the_first_error(spark, caplog):
+    import time
+
+    from batch.rollups import _side_by_side
+
+    done: list[int] = []
+
+    def slow_ok():
+        # Still running when the other actions fail; it must end before the error is raised.
+        time.sleep(0.5)
+        done.append(spark.range(3).count())
+        return done[-1]
+
+    def fails(message):
+        def action():
+            raise ValueError(message)
+        return action
+
+    assert _side_by_side(spark, lambda: spark.range(5).count(), slow_ok) == [5, 3]
+    done.clear()
+    with pytest.raises(ValueError, match="first"):
+        _side_by_side(spark, fails("first"), slow_ok, fails("second"))
+    assert done == [3]
+    assert "second" in caplog.text
