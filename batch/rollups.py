@@ -62,7 +62,7 @@ from gridlake.quality import (
     write_results,
 )
 from gridlake.quality import log as quality_log
-from gridlake.retry import guarded_write
+from gridlake.retry import guarded_write, holds_write_lock
 from shared_schemas import CURRENT, Contract
 from shared_schemas.expectations import DROP, FAIL, WARN, expectations_for
 from shared_schemas.tables import (
@@ -310,7 +310,12 @@ def _side_by_side(spark, *actions: Callable[[], T]) -> list[T]:
     copy of the caller's Spark properties and tags. Every action runs to its end, so when one
     fails the others may have written: the first error is raised once all have finished, and
     the other errors are logged.
+
+    Called from inside a guarded write (an erasure's rollup run within another job's write),
+    the actions run one after the other in this thread: their writes need the lock it holds.
     """
+    if holds_write_lock():
+        return [action() for action in actions]
     with ThreadPoolExecutor(max_workers=len(actions)) as pool:
         futures = [pool.submit(inheritable_thread_target(spark)(action)) for action in actions]
         wait(futures)

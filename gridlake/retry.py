@@ -22,6 +22,8 @@ T = TypeVar("T")
 # settings, and Delta applies them to any write of the session made while they are set: a
 # concurrent append from another thread (Dagster's executor, a test) would be silently skipped.
 WRITE_LOCK = threading.RLock()
+# How deep the current thread is in guarded writes (an action may start another one).
+_inside = threading.local()
 
 # Class names of Delta's concurrency exceptions (Python wrappers and the JVM originals).
 _CONFLICT_NAMES = (
@@ -69,6 +71,16 @@ def guarded_write(action: Callable[[], T], what: str) -> T:
 
     def locked() -> T:
         with WRITE_LOCK:
-            return action()
+            _inside.depth = getattr(_inside, "depth", 0) + 1
+            try:
+                return action()
+            finally:
+                _inside.depth -= 1
 
     return retry_conflicts(locked, what)
+
+
+def holds_write_lock() -> bool:
+    """Is this thread inside a guarded write? Then a thread it waits for must not write: that
+    thread would wait for the lock this one holds."""
+    return getattr(_inside, "depth", 0) > 0

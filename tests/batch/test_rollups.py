@@ -116,3 +116,17 @@ def test_side_by_side_finishes_every_action_and_raises_the_first_error(spark, ca
         _side_by_side(spark, fails("first"), slow_ok, fails("second"))
     assert done == [3]
     assert "second" in caplog.text
+
+
+def test_side_by_side_inside_a_guarded_write_runs_in_this_thread(spark):
+    from batch.rollups import _side_by_side
+    from gridlake.retry import guarded_write, holds_write_lock
+
+    def write(n):
+        return lambda: guarded_write(lambda: spark.range(n).count(), f"write {n}")
+
+    # Threads would wait for the lock this thread holds: the actions must run here, in order.
+    assert not holds_write_lock()
+    assert guarded_write(lambda: (holds_write_lock(), _side_by_side(spark, write(2), write(4))),
+                         "outer") == (True, [2, 4])
+    assert not holds_write_lock()
