@@ -368,21 +368,19 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
                 .transform(conform(site_spec)))
 
     def publish(spec, column: str, todo: list[dt.date], build
-                ) -> tuple[list[dt.date], list[dt.date], int | None]:
-        """(days written, days skipped as newer, the gold version written)."""
+                ) -> tuple[list[dt.date], int | None]:
+        """(days left alone as newer, the gold version written or None)."""
         if not todo:
-            return [], [], None
+            return [], None
         written, skipped = _publish(spark, lake, result, spec, column, todo, version, run_id,
                                     build)
-        return written, skipped, (commit_version(spark, lake.path(spec), run_id) if written
-                                  else None)
+        return skipped, commit_version(spark, lake.path(spec), run_id) if written else None
 
-    device, site = _side_by_side(
+    ((result.skipped_newer, result.device_rollups_version),
+     (result.skipped_newer_local_days, result.site_rollups_version)) = _side_by_side(
         spark,
         lambda: publish(device_spec, "day", days, device_rows),
         lambda: publish(site_spec, "local_day", result.local_days, site_rows))
-    _, result.skipped_newer, result.device_rollups_version = device
-    _, result.skipped_newer_local_days, result.site_rollups_version = site
     failed = [o for gate in result.quality.values() for o in gate.failed_at(FAIL)]
     if failed:
         # Not logged as a run: a `changed` cursor stays where it was, so the days come again.

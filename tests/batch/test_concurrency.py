@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import threading
+from zoneinfo import ZoneInfo
 
 from pyspark.sql import functions as F
 
@@ -91,19 +93,32 @@ def test_a_rollup_of_an_older_silver_version_leaves_the_days_a_newer_run_compute
     # A run of the newest silver version computes one day; a run pinned to the version before
     # the late reports (a slow run that started earlier) then finishes, over that day and the
     # next: it must write only the next one, in both gold tables.
-    newer_run = recompute(spark, lake, [fresh])
+    recompute(spark, lake, [fresh])
     older_run = recompute(spark, lake, [fresh, stale], version=old)
     assert older_run.skipped_newer == [fresh]
-    assert older_run.skipped_newer_local_days == sorted(
-        set(older_run.local_days) & set(newer_run.local_days))
     device_versions = {r["day"]: r["silver_version"] for r in table(
         spark, lake, "gold/daily_device_rollups").select("day", "silver_version").collect()}
     assert device_versions == {fresh: new, stale: old}
+
+    # Site days: those a UTC day reaches in any site's zone, and that have readings.
+    zones = {r["site_id"]: r["timezone"]
+             for r in csv.DictReader((fleet / "sites.csv").open(encoding="utf-8"))}
+
+    def reached(day: dt.date) -> set[dt.date]:
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        return {t.astimezone(ZoneInfo(zone)).date() for zone in set(zones.values())
+                for t in (start, start + dt.timedelta(days=1, microseconds=-1))}
+
+    with_rows = {version: {d for _, d in X.site_rollups(readings, zones)}
+                 for version, readings in ((old, before), (new, truth))}
+    newer_days = reached(fresh) & with_rows[new]
+    expected = {d: new if d in newer_days else old
+                for d in (reached(fresh) | reached(stale))
+                if d in newer_days or d in with_rows[old]}
+    assert older_run.skipped_newer_local_days == sorted(newer_days)
     site_versions = {r["local_day"]: r["silver_version"] for r in table(
         spark, lake, "gold/daily_site_rollups").select("local_day", "silver_version").collect()}
-    assert {d for d, v in site_versions.items() if v == new} == set(newer_run.local_days)
-    assert {d for d, v in site_versions.items() if v == old} == (
-        set(older_run.local_days) - set(newer_run.local_days))
+    assert site_versions == expected
     # The newer day still holds the rollups of every reading, late reports included.
     gold = rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day")
     X.same({k: r for k, r in gold.items() if k[1] == fresh},
