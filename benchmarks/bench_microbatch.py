@@ -2,11 +2,14 @@
 
 The Kafka latency target is a matter of small micro-batches: their time is mostly a fixed cost
 per batch. This benchmark runs the same small batches (one landing file each, through
-`write_batch` and `record_batch`, as the stream's foreachBatch does) in fresh Spark drivers
-that differ in one setting, alternating them so both see the same machine:
+`write_batch` and `record_batch`, as the stream's foreachBatch does) in fresh Spark drivers,
+each differing from gridlake's session in one setting, alternating them so all see the same
+machine:
 
-- **Spark's default code cache** (`spark.sql.codegen.cache.maxEntries=100`);
-- **gridlake's session** (`gridlake.session`, 1000 entries).
+- **gridlake's session** (`gridlake.session`);
+- **Spark's default code cache** (`spark.sql.codegen.cache.maxEntries=100`, gridlake keeps 1000);
+- **two Delta snapshot partitions per core** (`spark.databricks.delta.snapshotPartitions`,
+  gridlake uses one per core on a local master).
 
 For each batch: wall time and how many classes Spark's code generator compiled
 (`CodegenMetrics`). The first batches of a driver warm it up; the report compares the mean of
@@ -34,8 +37,19 @@ from pathlib import Path
 
 from benchmarks.bench_stream import RESULTS_DIR, cached_fleet, finish, new_results, say
 
-SPARK_DEFAULT = 100
-SETTING = "spark.sql.codegen.cache.maxEntries"
+CODE_CACHE = "spark.sql.codegen.cache.maxEntries"
+SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
+SETTINGS = (CODE_CACHE, SNAPSHOT_PARTITIONS)
+
+
+def variants() -> tuple[tuple[str, str, dict[str, str]], ...]:
+    """(name, label, settings changed from gridlake's session) of each driver compared."""
+    return (
+        ("gridlake", "gridlake's session", {}),
+        ("spark_default", "Spark's default code cache", {CODE_CACHE: "100"}),
+        ("snapshot_2x", "two snapshot partitions per core",
+         {SNAPSHOT_PARTITIONS: str(2 * (os.cpu_count() or 2))}),
+    )
 
 
 @dataclass(frozen=True)
@@ -83,18 +97,19 @@ def run_batches(landing: Path, out: Path) -> None:
             record_batch(spark, lake, result, ctx)
             batches.append({"seconds": time.monotonic() - t0, "records": result.records_read,
                             "compiles": compiled.getCount() - compiles0})
-        out.write_text(json.dumps({"setting": spark.conf.get(SETTING), "batches": batches}),
-                       encoding="utf-8")
+        out.write_text(json.dumps({"settings": {k: spark.conf.get(k) for k in SETTINGS},
+                                   "batches": batches}), encoding="utf-8")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         spark.stop()
 
 
-def run_driver(landing: Path, entries: int | None) -> dict:
-    """One fresh driver over every batch: `entries` code-cache entries, or gridlake's own."""
+def run_driver(landing: Path, changed: dict[str, str]) -> dict:
+    """One fresh driver over every batch, with gridlake's session but for `changed`."""
     env = dict(os.environ)
-    if entries is not None:
-        env["GRIDLAKE_SPARK_CONF"] = f"{env.get('GRIDLAKE_SPARK_CONF', '')} {SETTING}={entries}"
+    if changed:
+        extra = " ".join(f"{k}={v}" for k, v in changed.items())
+        env["GRIDLAKE_SPARK_CONF"] = f"{env.get('GRIDLAKE_SPARK_CONF', '')} {extra}"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "batches.json"
         subprocess.run([sys.executable, "-m", "benchmarks.bench_microbatch", "--child",
@@ -109,13 +124,14 @@ def summarize(results: dict) -> dict:
     out = {}
     for name, runs in results["measurements"].items():
         after = [b for run in runs for b in run["batches"][warm:]]
-        out[name] = {"setting": runs[0]["setting"],
+        out[name] = {"settings": runs[0]["settings"],
                      "seconds_per_batch": statistics.mean(b["seconds"] for b in after),
                      "compiles_per_batch": statistics.mean(b["compiles"] for b in after),
                      "records_per_batch": statistics.mean(b["records"] for b in after)}
-    if {"spark_default", "gridlake"} <= out.keys():
-        out["ratio"] = (out["gridlake"]["seconds_per_batch"]
-                        / out["spark_default"]["seconds_per_batch"])
+    if "gridlake" in out:
+        for name in out.keys() - {"gridlake"}:
+            out[name]["gridlake_over_this"] = (out["gridlake"]["seconds_per_batch"]
+                                               / out[name]["seconds_per_batch"])
     return out
 
 
@@ -130,19 +146,22 @@ def markdown(results: dict) -> str:
         f"Python {m['python']}, PySpark {m['pyspark']}, Delta {m['delta_spark']}, {m['java']}; "
         f"git {m['git_head'][:12]}{' (modified)' if m['git_modified'] else ''}.", "",
         f"{o['batches']} micro-batches of one landing file each (`write_batch` + `record_batch`) "
-        f"per fresh driver, {o['rounds']} round(s) of both drivers, alternating; the mean is over "
-        f"the batches after the first {o['warm_up']} of each driver.", "",
-        "| driver | code cache entries | records / batch | s / batch | classes compiled / batch |",
-        "|---|---:|---:|---:|---:|",
+        f"per fresh driver, {o['rounds']} round(s) of every driver, alternating; the mean is "
+        f"over the batches after the first {o['warm_up']} of each driver.", "",
+        "| driver | code cache entries | snapshot partitions | records / batch | s / batch | "
+        "classes compiled / batch | gridlake / this |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, label in (("spark_default", "Spark's default"), ("gridlake", "gridlake's session")):
+    for name, label, _ in variants():
         if name in s:
             r = s[name]
-            lines.append(f"| {label} | {r['setting']} | {r['records_per_batch']:,.0f} | "
-                         f"{r['seconds_per_batch']:.2f} | {r['compiles_per_batch']:.0f} |")
-    if "ratio" in s:
-        lines += ["", f"gridlake / default = **{s['ratio']:.2f}** of the time per micro-batch."]
-    lines += ["", "Every batch of every driver: `microbatch.json`."]
+            ratio = r.get("gridlake_over_this")
+            lines.append(f"| {label} | {r['settings'][CODE_CACHE]} | "
+                         f"{r['settings'][SNAPSHOT_PARTITIONS]} | {r['records_per_batch']:,.0f} | "
+                         f"{r['seconds_per_batch']:.2f} | {r['compiles_per_batch']:.0f} | "
+                         f"{'' if ratio is None else f'{ratio:.2f}'} |")
+    lines += ["", "`gridlake / this` below 1: gridlake's session takes that share of the time "
+              "per micro-batch.", "", "Every batch of every driver: `microbatch.json`."]
     return "\n".join(lines) + "\n"
 
 
@@ -161,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     m = results["measurements"]
     try:
         for round_ in range(1, options.rounds + 1):
-            for name, entries in (("spark_default", SPARK_DEFAULT), ("gridlake", None)):
-                run = run_driver(fleet / "stream", entries)
+            for name, _, changed in variants():
+                run = run_driver(fleet / "stream", changed)
                 m.setdefault(name, []).append(run)
-                say(f"round {round_}, {name} ({run['setting']} entries): " + ", ".join(
+                say(f"round {round_}, {name} ({run['settings']}): " + ", ".join(
                     f"{b['seconds']:.1f} s/{b['compiles']}" for b in run["batches"]))
     finally:
         finish(results, out_dir, "microbatch", summarize, markdown, Path(tempfile.mkdtemp()),

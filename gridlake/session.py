@@ -159,9 +159,11 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
         conf.update({
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
-            # Delta rebuilds its snapshot with 50 tasks by default, 3 times a commit: on one
-            # machine that alone cost a quarter of a micro-batch (benchmarks/results/stream.md).
-            "spark.databricks.delta.snapshotPartitions": str(2 * (os.cpu_count() or 2)),
+            # Delta rebuilds a table's state with 50 tasks by default, for every idempotent
+            # write: on one machine that alone cost a quarter of a micro-batch
+            # (benchmarks/results/stream.md). One task per core is the least that keeps every
+            # core busy (make bench-microbatch compares it with two per core).
+            "spark.databricks.delta.snapshotPartitions": str(os.cpu_count() or 2),
         })
     else:
         # Executors start Python workers with the driver's interpreter path: the same
