@@ -63,22 +63,33 @@ def replace_dates(df: DataFrame, path: str, column: str, dates: Iterable[dt.date
     writer.save(path)
 
 
-def commit_info(spark, path: str, version: int) -> dict | None:
-    """The `commitInfo` action of one commit of a Delta table (None when the commit file is
-    gone, e.g. cleaned up after a checkpoint, or holds no commitInfo).
+def commit_actions(spark, path: str, version: int) -> list[dict]:
+    """The actions of one commit of a Delta table, one dict per line of its commit file
+    (empty when the file is gone, e.g. cleaned up after a checkpoint).
 
     Read from the commit file itself (one small JSON-lines file), where `DeltaTable.history`
     loads a snapshot and runs Spark jobs.
     """
     text = read_text(f"{path.rstrip('/')}/_delta_log/{version:020d}.json", spark)
-    for line in (text or "").splitlines():
-        if line.startswith('{"commitInfo"'):
-            return json.loads(line)["commitInfo"]
-    return None
+    return [json.loads(line) for line in (text or "").splitlines() if line.strip()]
+
+
+def commit_info(spark, path: str, version: int) -> dict | None:
+    """The `commitInfo` action of one commit (None when the commit file is gone or holds none)."""
+    return next((a["commitInfo"] for a in commit_actions(spark, path, version)
+                 if "commitInfo" in a), None)
+
+
+def written_by(actions: list[dict], run_id: str) -> bool:
+    """Whether a commit's actions name `run_id`: as its user metadata (`replace_dates`) or as
+    the application id of its idempotent transaction (`txnAppId`, the write path's appends
+    and MERGEs)."""
+    return any(a.get("commitInfo", {}).get("userMetadata") == run_id
+               or a.get("txn", {}).get("appId") == run_id for a in actions)
 
 
 def commit_version(spark, path: str, run_id: str, last: int = 50) -> int | None:
-    """The newest version among the last `last` commits whose user metadata is `run_id`.
+    """The newest version among the last `last` commits that `run_id` wrote (`written_by`).
 
     Walks the commit files from the newest down and stops at the first match (no Spark job).
     """
@@ -86,8 +97,7 @@ def commit_version(spark, path: str, run_id: str, last: int = 50) -> int | None:
     if newest is None:
         return None
     for version in range(newest, max(newest - last, -1), -1):
-        info = commit_info(spark, path, version)
-        if info is not None and info.get("userMetadata") == run_id:
+        if written_by(commit_actions(spark, path, version), run_id):
             return version
     return None
 

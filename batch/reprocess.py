@@ -60,11 +60,13 @@ from shared_schemas.tables import (
     RECORD_KEY,
     batch_log,
     bronze_telemetry,
+    decision_log,
     quarantine_telemetry,
     silver_readings,
 )
 
 OPEN, REPROCESSED, SUPERSEDED = "quarantined", "reprocessed", "superseded"
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 @dataclass
@@ -156,15 +158,22 @@ def _merge_quarantine(spark, lake: Lake, source: DataFrame, run_id: str, at: dt.
         F.col("s._codes"))
 
     def merge() -> None:
-        (DeltaTable.forPath(spark, lake.path(spec)).alias("t")
-         .merge(source.alias("s"), on)
-         .whenMatchedUpdate(condition=changed, set={
-             "status": F.when(F.col("s._valid"), F.lit(REPROCESSED)).otherwise(F.lit(SUPERSEDED)),
-             "replayed_at": F.lit(at).cast("timestamp"),
-             "replay_run_id": F.lit(run_id)})
-         .whenNotMatchedInsert(condition=F.col("s._insert"),
-                               values={c: F.col(f"s.{c}") for c in spec.column_names})
-         .execute())
+        # The run id as the commit's user metadata, so `commit_version` finds this commit
+        # (a session setting: the write lock keeps other writes of the process out meanwhile).
+        spark.conf.set(USER_METADATA, run_id)
+        try:
+            (DeltaTable.forPath(spark, lake.path(spec)).alias("t")
+             .merge(source.alias("s"), on)
+             .whenMatchedUpdate(condition=changed, set={
+                 "status": F.when(F.col("s._valid"), F.lit(REPROCESSED))
+                 .otherwise(F.lit(SUPERSEDED)),
+                 "replayed_at": F.lit(at).cast("timestamp"),
+                 "replay_run_id": F.lit(run_id)})
+             .whenNotMatchedInsert(condition=F.col("s._insert"),
+                                   values={c: F.col(f"s.{c}") for c in spec.column_names})
+             .execute())
+        finally:
+            spark.conf.unset(USER_METADATA)
 
     guarded_write(merge, f"quarantine update of {run_id}")
 
@@ -231,7 +240,7 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
                 merge_into_silver(spark, lake, late.transform(latest_per_key(
                     contract.key, contract.order_by)), dates, catch_up, contract,
                     candidates=late)
-                result.versions["silver/readings"] = table_version(spark, silver_path)
+                result.versions["silver/readings"] = commit_version(spark, silver_path, run_id)
 
         quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
         open_entries = quarantine.where(F.col("status") == F.lit(OPEN))
@@ -248,8 +257,8 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
             result.quarantine_added = source.where(F.col("_insert")).count()
             if result.quarantine_added or moves["passed"] or moves["superseded"]:
                 _merge_quarantine(spark, lake, source, run_id, at)
-                result.versions["quarantine/telemetry"] = table_version(
-                    spark, lake.path(quarantine_telemetry()))
+                result.versions["quarantine/telemetry"] = commit_version(
+                    spark, lake.path(quarantine_telemetry()), run_id)
         finally:
             source.unpersist()
         result.quarantine_reprocessed = moves["passed"]
@@ -268,5 +277,6 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
                         duplicates_or_stale=result.valid - result.silver_rows,
                         quarantined=result.records - result.valid, event_dates=dates)
     record_batch(spark, lake, batch, ctx, contract)
-    result.versions["_gridlake/batches"] = table_version(spark, lake.path(batch_log()))
+    for spec in (decision_log(contract), batch_log()):
+        result.versions[spec.path] = commit_version(spark, lake.path(spec), run_id)
     return result

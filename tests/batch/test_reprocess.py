@@ -11,12 +11,14 @@ from pyspark.sql import functions as F
 
 from batch.late_reports import backfill
 from batch.reprocess import reprocess
+from batch.sites import load_sites
 from shared_schemas import CURRENT
 from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
 
 A, B = dt.date(2026, 11, 10), dt.date(2026, 11, 11)
+ZONES = {"S1": "Europe/Berlin"}
 
 
 def with_power_max(maximum: float):
@@ -45,10 +47,15 @@ def quarantine_by_line(spark, lake):
     return {line: sorted(entries) for line, entries in out.items()}
 
 
-def check(spark, lake, truth):
+def check(spark, lake, truth, zones: dict[str, str] | None = None):
+    """Silver and the device rollups equal the truth; the site rollups too when `zones` (the
+    registry loaded into the lake) is given."""
     assert silver_winners(spark, lake) == winners(truth)
     X.same(rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day"),
            X.device_rollups(truth), "daily device rollups")
+    if zones is not None:
+        X.same(rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day"),
+               X.site_rollups(truth, zones), "daily site rollups")
 
 
 def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
@@ -66,16 +73,23 @@ def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
     report = tmp_path / "r.jsonl"
     report.write_bytes(b"\n".join([*map(X.dumps, records), b"{not json"]) + b"\n")
     lines = list(oracle.read_records([report]))
+    registry = tmp_path / "sites.csv"
+    registry.write_text("site_id,timezone\n" + "".join(f"{s},{z}\n" for s, z in ZONES.items()))
+    load_sites(spark, lake, registry)
     backfill(spark, lake, [report])
-    check(spark, lake, expected_truth(lines, 1e6))
+    check(spark, lake, expected_truth(lines, 1e6), ZONES)
     before = versions(spark, lake, "silver/readings")
 
     strict = reprocess(spark, lake, A, B, contract=with_power_max(1000))
-    check(spark, lake, expected_truth(lines, 1000))
+    check(spark, lake, expected_truth(lines, 1000), ZONES)
     assert ("D2", B) not in rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day")
     assert (strict.records, strict.valid, strict.quarantine_added,
             strict.quarantine_superseded) == (7, 3, 3, 1)
     assert any(line.startswith("versions written: silver/readings v") for line in strict.lines())
+    # Each table's version is the run's own commit (nothing else writes here meanwhile).
+    for path in ("silver/readings", "quarantine/telemetry", "_gridlake/decisions",
+                 "_gridlake/batches", "gold/daily_device_rollups", "gold/daily_site_rollups"):
+        assert strict.versions[path] == versions(spark, lake, path), path
     old = table(spark, lake, "silver/readings", version=before)
     assert old.where(F.col("power_w") == 1500).count() == 1  # time travel: the old silver
 
@@ -83,7 +97,7 @@ def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
     status, out, _ = cli("reprocess", "--lake", lake.root, "--from", A, "--to", B)
     assert status == 0 and "2 marked reprocessed, 1 superseded" in out
     assert "versions written: silver/readings v" in out
-    check(spark, lake, expected_truth(lines, 1e6))
+    check(spark, lake, expected_truth(lines, 1e6), ZONES)
     power, soc = "power_w.range", "soc_pct.range"
     assert quarantine_by_line(spark, lake) == {
         2: [("reprocessed", (power,))],
