@@ -280,6 +280,7 @@ class BackfillResult:
     unreadable: list[str] = field(default_factory=list)
     batches: list[BatchResult] = field(default_factory=list)
     rollup: RollupResult | None = None
+    rollup_skipped: bool = False
 
     def total(self, name: str) -> int:
         return sum(getattr(b, name) for b in self.batches)
@@ -293,6 +294,11 @@ class BackfillResult:
                f"{self.total('quarantined')} quarantined"]
         if self.rollup is not None:
             out.append(self.rollup.line())
+        elif self.rollup_skipped:
+            out.append("rollups: not recomputed (loaded only); `gridlake rollup --changed` "
+                       "recomputes the days that changed")
+        elif not self.batches:
+            out.append("rollups: nothing new loaded, no day to recompute")
         return out
 
 
@@ -352,4 +358,5 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
             bar.update(len(group))
     if rollup and result.batches:
         result.rollup = rollup_changed(spark, lake, contract=contract)
+    result.rollup_skipped = not rollup and bool(result.batches)
     return result

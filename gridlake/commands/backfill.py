@@ -42,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from gridlake.lake import open_lake
     from gridlake.session import spark_session
 
-    find_report_files(args.paths)  # a bad path fails here, before Spark starts
+    # A bad path, or nothing to load, fails here, before Spark starts.
+    if not find_report_files(args.paths):
+        raise BadArgumentError(
+            f"no late reports (.jsonl, .jsonl.gz or .json files) in "
+            f"{', '.join(repr(str(p)) for p in args.paths)}; nothing to load")
     if args.sites is not None and not args.sites.is_file():
         raise BadArgumentError(f"site registry {str(args.sites)!r} does not exist or is not a file")
     spark = spark_session(app_name="gridlake-backfill")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gridlake.commands._args import add_lake_argument, positive_int
+from gridlake.commands._args import add_lake_argument, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_lake_argument(parser)
     parser.add_argument("--available-now", action="store_true",
                         help="process everything present at start, then exit 0")
-    parser.add_argument("--trigger", type=float, default=5.0, metavar="SECONDS",
+    parser.add_argument("--trigger", type=positive_float, default=5.0, metavar="SECONDS",
                         help="micro-batch interval when running continuously (default 5)")
     parser.add_argument("--checkpoint", metavar="DIR",
                         help="checkpoint folder (default: inside the lake, derived from the source)")

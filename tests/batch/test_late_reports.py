@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import re
+from zoneinfo import ZoneInfo
 
 from batch.late_reports import json_batch_elements
 from tests import oracle
@@ -47,6 +49,23 @@ def gold_devices(spark, lake):
 
 def gold_sites(spark, lake):
     return rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day")
+
+
+def replaced_days_by_commit(spark, lake, path: str, since: int) -> list[set[str]]:
+    """Per commit of `path` after version `since` (oldest first), the days its replaceWhere
+    predicate names, as Delta's history records them."""
+    from delta.tables import DeltaTable
+
+    history = DeltaTable.forPath(spark, lake.path(path)).history().where(f"version > {since}")
+    return [set(re.findall(r"\d{4}-\d{2}-\d{2}", r["operationParameters"]["predicate"]))
+            for r in history.orderBy("version").collect()]
+
+
+def local_days_of_utc_day(day: str) -> set[str]:
+    """Every local calendar day of SITES' zones that shares an instant with a UTC day."""
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+    instants = (start, start + dt.timedelta(days=1, microseconds=-1))
+    return {str(t.astimezone(ZoneInfo(zone)).date()) for zone in SITES.values() for t in instants}
 
 
 def check_gold(spark, lake, truth):
@@ -110,6 +129,28 @@ def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
     assert status == 0 and "no day changed" in out
     assert versions(spark, lake, "gold/daily_device_rollups") == gold_version
 
+    # A report loaded without its rollup, then `rollup --changed`: the Delta history of each
+    # gold table shows one new commit, replacing only the days that report touched.
+    late = X.event("D2", "S1", "solar", "2026-10-25T23:30:00Z", 6000, 123.25)
+    (tmp_path / "late.jsonl").write_bytes(X.dumps(late) + b"\n")
+    gold = {"gold/daily_device_rollups": versions(spark, lake, "gold/daily_device_rollups"),
+            "gold/daily_site_rollups": versions(spark, lake, "gold/daily_site_rollups")}
+    status, out, _ = cli("backfill", "--lake", lake.root, "--no-rollup", tmp_path / "late.jsonl")
+    assert status == 0 and "rollups: not recomputed (loaded only)" in out
+    assert {path: versions(spark, lake, path) for path in gold} == gold
+    status, out, _ = cli("rollup", "--lake", lake.root, "--changed")
+    assert status == 0
+    devices, sites_ = (replaced_days_by_commit(spark, lake, path, since=before)
+                       for path, before in gold.items())
+    assert devices == [{"2026-10-25"}]
+    # Site days: those sharing an instant with the UTC day, at least Berlin's local day of
+    # 23:30 UTC on Oct 25 (after the DST end, UTC+1): Oct 26.
+    assert len(sites_) == 1 and {"2026-10-26"} <= sites_[0] <= local_days_of_utc_day("2026-10-25")
+    truth, _ = oracle.silver_truth(
+        [*records, *oracle.read_records([tmp_path / "fix.jsonl", tmp_path / "late.jsonl"])],
+        X.now())
+    check_gold(spark, lake, truth)
+
 
 def test_a_json_batch_splits_into_the_exact_bytes_of_each_element():
     content = (b'[\n  {"id": "a", "data": {"s": "],[", "n": [1, 2]}},\n'
@@ -134,4 +175,10 @@ def test_bad_arguments_exit_1_with_one_sentence(cli, tmp_path):
         assert err.count("\n") == 1 and err.startswith(f"gridlake {argv[0]}: "), err
     assert "nowhere' does not exist" in cli(
         "backfill", "--lake", tmp_path / "lake", tmp_path / "nowhere")[2]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a report")
+    status, out, err = cli("backfill", "--lake", tmp_path / "lake", tmp_path / "empty")
+    assert (status, out, err.count("\n")) == (1, "", 1)
+    assert "no late reports (.jsonl, .jsonl.gz or .json files) in" in err
+    assert err.rstrip().endswith("nothing to load")
     assert not (tmp_path / "lake").exists()
