@@ -105,3 +105,10 @@ def crash_at_then_restart(spark, fleet: Path, workdir: Path, point: str) -> None
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_9_at_each_commit_boundary_then_restart(spark, small_fleet, tmp_path, point):
     crash_at_then_restart(spark, small_fleet, tmp_path, point)
+
+
+def test_kill_9_right_after_the_silver_merge_then_restart_replays_the_batch_exactly_once(
+        spark, small_fleet, tmp_path):
+    """make test's named commit boundary: silver committed, the decision and batch logs and
+    the checkpoint not (make chaos runs every boundary)."""
+    crash_at_then_restart(spark, small_fleet, tmp_path, "after_silver")
