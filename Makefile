@@ -72,7 +72,7 @@ lab: setup
 
 # Fault injection (long): random and named kill -9 points of the stream, writers at once.
 chaos: setup
-	$(BIN)/python -m pytest -m slow -p no:cacheprovider
+	$(BIN)/python -m pytest -m "slow or chaos" -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) $(JVM) lake demo

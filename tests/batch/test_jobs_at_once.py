@@ -15,7 +15,9 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 from pyspark.sql import functions as F
@@ -111,3 +113,27 @@ def test_stream_backfill_reprocess_and_forget_at_once_end_right(spark, small_fle
     assert bronze.where(F.col("payload").cast("string").contains(device)).count() == 0
     quarantine = spark.read.format("delta").load(lake.path("quarantine/telemetry"))
     assert quarantine.where(F.col("payload").cast("string").contains(device)).count() == 0
+    # Every record read is in bronze once, and every invalid one in quarantine once, by its
+    # folder, file and line (the device's records erased).
+    kept = [r for r in oracle.read_records([*first.iterdir(), *landing.iterdir(),
+                                            *late.iterdir()])
+            if device.encode() not in r.payload]
+    assert _coordinates(bronze) == Counter(_where(r) for r in kept)
+    assert {r[0] for r in quarantine.select("status").distinct().collect()} <= {"quarantined"}
+    assert _coordinates(quarantine) == Counter(
+        _where(r) for r in invalid if device.encode() not in r.payload)
+
+
+def _where(record: oracle.Record) -> tuple[str, int]:
+    path = Path(record.path)
+    return f"{path.parent.name}/{path.name}", record.line
+
+
+def _coordinates(table) -> Counter:
+    """(folder/file, line) of every row; a .json file that is not an array is one record,
+    line 1 in the oracle's numbering."""
+    out: Counter = Counter()
+    for r in table.select("source_file", "source_line").collect():
+        path = Path(unquote(urlparse(r["source_file"]).path))
+        out[(f"{path.parent.name}/{path.name}", r["source_line"] or 1)] += 1
+    return out

@@ -15,11 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
+
 from batch.lake_state import scan
 from shared_schemas.tables import (
     TableSpec,
+    bronze_telemetry,
     gold_daily_device_rollups,
     gold_daily_site_rollups,
+    quarantine_telemetry,
     silver_readings,
 )
 from tests import oracle
@@ -81,11 +85,20 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
+def _count(root: str, spec: TableSpec) -> int:
+    table = scan(root, spec)
+    assert table is not None, f"no Delta table {spec.path} under {root}"
+    return table.select(pl.len()).collect().item()
+
+
 def check_tables(root: str, fleet: Path) -> None:
     """Silver and both gold tables of the lake at `root` equal the oracle's answer for every
-    file of the fleet."""
+    file of the fleet; bronze holds every record once, quarantine every invalid one."""
     files = [*sorted((fleet / "stream").iterdir()), *sorted((fleet / "late").iterdir())]
-    truth, _ = oracle.silver_truth(oracle.read_records(files), X.now())
+    records = list(oracle.read_records(files))
+    truth, invalid = oracle.silver_truth(records, X.now())
+    assert _count(root, bronze_telemetry()) == len(records)
+    assert _count(root, quarantine_telemetry()) == len(invalid)
     zones = {r["site_id"]: r["timezone"]
              for r in csv.DictReader((fleet / "sites.csv").open(encoding="utf-8"))}
 

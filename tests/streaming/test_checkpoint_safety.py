@@ -15,6 +15,8 @@ from streaming.query import StreamOptions, run_stream
 from streaming.sources import FileSource
 from tests.streaming.test_stream_crash import check_exactly_once
 
+pytestmark = pytest.mark.chaos  # make chaos's "lost checkpoint" case; short enough for make test
+
 
 @pytest.fixture()
 def streamed_once(spark, small_fleet, tmp_path):

@@ -2,9 +2,9 @@
 nothing twice.
 
 The stream runs as its own process with a 1-second trigger. A third of the fleet is produced
-and read; the broker is stopped for a while (the stream waits on it) and started again; the
-next third is produced; the topic grows from 2 to 4 partitions and the rest is produced (keys
-now hash over all four). The stream must read every record exactly once, the new partitions
+and read; the next third is produced and the broker stopped at once, before the stream has
+read it, for a while (the stream waits on it), then started again; the topic grows from 2 to 4
+partitions and the rest is produced (keys now hash over all four). The stream must read every record exactly once, the new partitions
 from their first offset, and stop cleanly on SIGTERM.
 """
 
@@ -51,11 +51,11 @@ def test_broker_bounce_and_new_partitions_mid_stream_lose_and_repeat_nothing(
         produce([str(p) for p in thirds[0]], uri, binary_fraction=0.3, seed=1)
         stream.wait_for(counts[0])
 
-        kafka_broker.stop()
+        produce([str(p) for p in thirds[1]], uri, binary_fraction=0.3, seed=2)
+        kafka_broker.stop()  # with the second third unread: a backlog across the outage
         time.sleep(15)  # several triggers find no broker
         assert stream.process.poll() is None, stream.tail()
         kafka_broker.start()
-        produce([str(p) for p in thirds[1]], uri, binary_fraction=0.3, seed=2)
         stream.wait_for(counts[0] + counts[1])
 
         kafka_broker.add_partitions(topic, 4)
