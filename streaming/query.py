@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.utils import StreamingQueryException
 
 from gridlake.errors import CheckpointError
 from gridlake.faults import crash_point
@@ -107,15 +108,37 @@ def last_planned_batch(spark, checkpoint: str) -> int:
     return max(ids, default=-1)
 
 
+# Raised by a micro-batch that starts after a stop was requested, before it writes anything:
+# the query ends, and the batch (planned, not committed) runs again on the next start.
+STOP_REQUESTED = "gridlake: stop requested before this micro-batch wrote anything"
+
+
+class StopRequested(Exception):
+    pass
+
+
+def _quiet_streaming_logs(spark) -> None:
+    """Keep Spark from logging the query's end by `StopRequested` as an error with a stack
+    trace: it is a clean stop (the process exits right after)."""
+    jvm = spark._jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.execution.streaming", jvm.org.apache.logging.log4j.Level.OFF)
+
+
 def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
                   recover: bool = False, report: Callable[[str], None] = print,
-                  replays_up_to: int = 10**18) -> Callable[[DataFrame, int], None]:
+                  replays_up_to: int = 10**18, stopping: threading.Event | None = None
+                  ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: one micro-batch through the one write path.
 
-    Batches after `replays_up_to` are known to be new, so they skip the replay check.
+    Batches after `replays_up_to` are known to be new, so they skip the replay check. Once
+    `stopping` is set, a batch that starts raises `StopRequested` before writing anything.
     """
 
     def handle(batch: DataFrame, batch_id: int) -> None:
+        if stopping is not None and stopping.is_set():
+            _quiet_streaming_logs(batch.sparkSession)
+            raise StopRequested(STOP_REQUESTED)
         spark = batch.sparkSession
         ctx = WriteContext.now(run_id=run_id, batch_id=batch_id, kind="stream",
                                source=source.name)
@@ -138,16 +161,17 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     or, with `available_now`, until everything present at start is processed."""
     checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
     run_id = checkpoint_run_id(spark, lake, source, checkpoint, options.recover)
+    stop_requested = threading.Event()
     writer = (source.read_stream(spark).writeStream
               .queryName(f"gridlake-{source.slug}")
               .option("checkpointLocation", checkpoint)
               .foreachBatch(batch_handler(lake, run_id, source, contract, options.recover,
-                                          report, last_planned_batch(spark, checkpoint))))
+                                          report, last_planned_batch(spark, checkpoint),
+                                          stop_requested)))
     if options.available_now:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
-    stop_requested = threading.Event()
 
     def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
         stop_requested.set()
@@ -162,9 +186,16 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
                 query.stop()
                 report("stopped after the last complete micro-batch")
                 break
-            query.awaitTermination(0.5)
-        if query.exception() is not None:
-            raise query.exception()
+            try:
+                query.awaitTermination(0.5)
+            except StreamingQueryException:
+                break  # examined below
+        error = query.exception()
+        if error is not None and stop_requested.is_set() and STOP_REQUESTED in str(error):
+            # A batch that started after the stop request refused to write: a clean stop.
+            report("stopped after the last complete micro-batch")
+        elif error is not None:
+            raise error
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 from gridlake.lake import Lake
+from tests import oracle
 from tests.streaming.conftest import StreamProcess, check_exactly_once
 
 
@@ -23,6 +24,8 @@ def test_sigterm_stops_a_running_stream_cleanly_and_a_restart_goes_on(
     finally:
         code = stream.stop()
     assert code == 0, stream.tail()
+    records = sum(1 for _ in oracle.read_records(files))
+    assert 0 < stream.read < records, f"the stop left nothing for the restart:\n{stream.tail()}"
 
     restart = StreamProcess(f"files:{landing}", lake_dir, "--available-now")
     code, out = restart.finish()
