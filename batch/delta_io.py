@@ -74,12 +74,6 @@ def commit_actions(spark, path: str, version: int) -> list[dict]:
     return [json.loads(line) for line in (text or "").splitlines() if line.strip()]
 
 
-def commit_info(spark, path: str, version: int) -> dict | None:
-    """The `commitInfo` action of one commit (None when the commit file is gone or holds none)."""
-    return next((a["commitInfo"] for a in commit_actions(spark, path, version)
-                 if "commitInfo" in a), None)
-
-
 def written_by(actions: list[dict], run_id: str) -> bool:
     """Whether a commit's actions name `run_id`: as its user metadata (`replace_dates`) or as
     the application id of its idempotent transaction (`txnAppId`, the write path's appends
@@ -88,7 +82,7 @@ def written_by(actions: list[dict], run_id: str) -> bool:
                or a.get("txn", {}).get("appId") == run_id for a in actions)
 
 
-def commit_version(spark, path: str, run_id: str, last: int = 50) -> int | None:
+def commit_version(spark, path: str, run_id: str, last: int = 200) -> int | None:
     """The newest version among the last `last` commits that `run_id` wrote (`written_by`).
 
     Walks the commit files from the newest down and stops at the first match (no Spark job).

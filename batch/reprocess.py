@@ -116,12 +116,15 @@ def in_event_dates(dates: list[dt.date], contract: Contract = CURRENT
 
 
 def quarantine_changes(validated: DataFrame, open_entries: DataFrame, contract: Contract,
-                       at: dt.datetime) -> DataFrame:
+                       at: dt.datetime, settled: DataFrame | None = None) -> DataFrame:
     """The MERGE source that brings quarantine up to date with re-validated records.
 
     One row per record keyed by `_k_*` (matched against its open entry: status changes), plus
     one row with null keys (never matching: inserted) for each record that now fails and
-    has no open entry with the same reasons.
+    has no open entry with the same reasons. `settled` (run_id, batch_id) limits those inserts
+    to batches whose writer has finished: a batch still being written (its bronze committed,
+    its quarantine append not yet) quarantines its own records, and an insert here would
+    make them twice.
     """
     spec = quarantine_telemetry()
     codes = F.array_sort(F.transform("reasons", lambda r: r["code"]))
@@ -133,6 +136,9 @@ def quarantine_changes(validated: DataFrame, open_entries: DataFrame, contract: 
     same_reasons = open_entries.select(*RECORD_KEY,
                                        F.array_sort("reason_codes").alias("_open_codes"))
     failing = validated.where(F.size("reasons") > 0).withColumn("_codes", codes)
+    if settled is not None:
+        failing = failing.join(settled.select("run_id", "batch_id"), ["run_id", "batch_id"],
+                               "left_semi")
     new = (failing
            .join(same_reasons, [*RECORD_KEY], "left")
            .where(F.col("_open_codes").isNull() | (F.col("_open_codes") != F.col("_codes")))
@@ -159,7 +165,9 @@ def _merge_quarantine(spark, lake: Lake, source: DataFrame, run_id: str, at: dt.
 
     def merge() -> None:
         # The run id as the commit's user metadata, so `commit_version` finds this commit
-        # (a session setting: the write lock keeps other writes of the process out meanwhile).
+        # (a session setting: the write lock keeps other writes of the process out meanwhile;
+        # a value set for the session is put back after).
+        before = spark.conf.get(USER_METADATA, None)
         spark.conf.set(USER_METADATA, run_id)
         try:
             (DeltaTable.forPath(spark, lake.path(spec)).alias("t")
@@ -173,7 +181,10 @@ def _merge_quarantine(spark, lake: Lake, source: DataFrame, run_id: str, at: dt.
                                    values={c: F.col(f"s.{c}") for c in spec.column_names})
              .execute())
         finally:
-            spark.conf.unset(USER_METADATA)
+            if before is None:
+                spark.conf.unset(USER_METADATA)
+            else:
+                spark.conf.set(USER_METADATA, before)
 
     guarded_write(merge, f"quarantine update of {run_id}")
 
@@ -242,7 +253,12 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
                     candidates=late)
                 result.versions["silver/readings"] = commit_version(spark, silver_path, run_id)
 
-        quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
+        # The batch log first, then quarantine: a batch logged by then has its quarantine
+        # entries committed by then (a writer logs its batch last).
+        batches_path = lake.path(batch_log())
+        settled = read_at(spark, batches_path, table_version(spark, batches_path))
+        quarantine_path = lake.path(quarantine_telemetry())
+        quarantine = read_at(spark, quarantine_path, table_version(spark, quarantine_path))
         open_entries = quarantine.where(F.col("status") == F.lit(OPEN))
         now = validated.select(*RECORD_KEY, F.array_sort(F.transform(
             "reasons", lambda r: r["code"])).alias("_codes"))
@@ -251,7 +267,7 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
                       F.count(F.when((F.size("_codes") > 0)
                                      & (F.array_sort("reason_codes") != F.col("_codes")), 1)
                               ).alias("superseded")).first())
-        source = quarantine_changes(validated, open_entries, contract, at).persist(
+        source = quarantine_changes(validated, open_entries, contract, at, settled).persist(
             StorageLevel.MEMORY_AND_DISK)
         try:
             result.quarantine_added = source.where(F.col("_insert")).count()

@@ -152,3 +152,33 @@ def test_a_forget_landing_while_reprocess_runs_leaves_no_trace_of_the_device(
     # D2's reading above the stricter limit went to quarantine, as the rule says.
     assert [r["source_line"] for r in table(spark, lake, "quarantine/telemetry").collect()] == [5]
     assert result.erased_meanwhile == erased_in_range
+
+
+def test_a_batch_still_being_written_quarantines_its_own_records(spark, lake, tmp_path):
+    """Its bronze is committed and its quarantine append not yet, as when a stream is in the
+    middle of a micro-batch: reprocess leaves its records to it, and when the batch goes on
+    each bad record is in quarantine once."""
+    from batch.late_reports import inspect_file, read_reports, source_names
+    from gridlake.ingest import WriteContext, _append, record_batch, to_bronze, write_batch
+
+    report = tmp_path / "in-flight.jsonl"
+    report.write_bytes(X.dumps(X.event("D1", "S1", "meter", "2026-11-10T06:00:00Z", 1, 500.0))
+                       + b"\n"
+                       + X.dumps(X.event("D1", "S1", "meter", "2026-11-10T07:00:00Z", 2, 2e6))
+                       + b"\n")
+    files = [inspect_file(report)]
+    raw = read_reports(spark, files, source_names(spark, files))
+    ctx = WriteContext.now("stream-in-flight", 0, "stream", str(report))
+    _append(raw.transform(to_bronze(ctx)), lake.path("bronze/telemetry"), ctx, "bronze")
+
+    reprocess(spark, lake, A, A)
+    assert table(spark, lake, "quarantine/telemetry").count() == 0
+
+    result = write_batch(spark, lake, raw, ctx)  # the writer goes on: a replay of its batch
+    record_batch(spark, lake, result, ctx)
+    assert result.replayed and result.quarantined == 1
+    assert [(r["source_line"], r["status"]) for r in
+            table(spark, lake, "quarantine/telemetry").collect()] == [(2, "quarantined")]
+    # Once the batch is logged, a reprocess treats its records as its own again.
+    reprocess(spark, lake, A, A)
+    assert table(spark, lake, "quarantine/telemetry").count() == 1
