@@ -295,7 +295,7 @@ class BackfillResult:
         if self.rollup is not None:
             out.append(self.rollup.line())
         elif self.rollup_skipped:
-            out.append("rollups: not recomputed (loaded only); `gridlake rollup --changed` "
+            out.append("rollups: not recomputed (loaded only); the next `rollup --changed` "
                        "recomputes the days that changed")
         elif not self.batches:
             out.append("rollups: nothing new loaded, no day to recompute")

@@ -29,8 +29,10 @@ def _positive(text: str, parse, noun: str):
         value = parse(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number greater than 0")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value
 
 

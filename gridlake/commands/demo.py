@@ -34,6 +34,7 @@ def _step(title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
+    from batch.late_reports import find_report_files
     from gridlake.cli import main
     from gridlake.lake import open_lake
     from gridlake.session import spark_session
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if main(["rollup", "--lake", str(lake_dir), "--changed"]) != 0:
         return 1
     _step("4/6 load the late reports and recompute the days they touched")
-    if main(["backfill", "--lake", str(lake_dir), str(fleet / "late")]) != 0:
+    if not find_report_files([fleet / "late"]):
+        print("(this fleet has no late reports: no device was offline long enough)")
+    elif main(["backfill", "--lake", str(lake_dir), str(fleet / "late")]) != 0:
         return 1
     _step("5/6 check data quality with the Great Expectations suites")
     if main(["quality", "--lake", str(lake_dir)]) != 0:

@@ -8,6 +8,8 @@ import json
 import re
 from zoneinfo import ZoneInfo
 
+from pyspark.sql import functions as F
+
 from batch.late_reports import json_batch_elements
 from tests import oracle
 from tests.batch import expected as X
@@ -56,7 +58,8 @@ def replaced_days_by_commit(spark, lake, path: str, since: int) -> list[set[str]
     predicate names, as Delta's history records them."""
     from delta.tables import DeltaTable
 
-    history = DeltaTable.forPath(spark, lake.path(path)).history().where(f"version > {since}")
+    history = DeltaTable.forPath(spark, lake.path(path)).history().where(
+        F.col("version") > since)
     return [set(re.findall(r"\d{4}-\d{2}-\d{2}", r["operationParameters"]["predicate"]))
             for r in history.orderBy("version").collect()]
 
@@ -179,6 +182,6 @@ def test_bad_arguments_exit_1_with_one_sentence(cli, tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("not a report")
     status, out, err = cli("backfill", "--lake", tmp_path / "lake", tmp_path / "empty")
     assert (status, out, err.count("\n")) == (1, "", 1)
-    assert "no late reports (.jsonl, .jsonl.gz or .json files) in" in err
+    assert "no late reports (.jsonl.gz, .jsonl, .json files) in" in err
     assert err.rstrip().endswith("nothing to load")
     assert not (tmp_path / "lake").exists()

@@ -15,15 +15,17 @@ from gridlake.retry import guarded_write, is_write_conflict
 def test_a_merge_that_loses_a_write_race_is_retried_and_logged(spark, tmp_path, caplog):
     from delta.tables import DeltaTable
 
-    path, gate = str(tmp_path / "table"), tmp_path / "merge-is-reading"
+    path, gate, done = str(tmp_path / "table"), tmp_path / "merge-is-reading", tmp_path / "won"
     spark.createDataFrame([(k, 0) for k in range(10)], "k int, v int").write.format(
         "delta").save(path)
 
     @F.udf(T.IntegerType())
-    def slow_once(v):  # holds the first attempt open between its read and its commit
+    def slow_once(v):  # holds the first attempt open, after its read, until the rival commits
         if not gate.exists():
             gate.touch()
-            time.sleep(4)
+            deadline = time.monotonic() + 60
+            while not done.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         return v
 
     attempts, errors = [], []
@@ -52,6 +54,7 @@ def test_a_merge_that_loses_a_write_race_is_retried_and_logged(spark, tmp_path, 
     # the MERGE has read, and commits first.
     spark.createDataFrame([(k, 1) for k in range(10)], "k int, v int").write.format(
         "delta").mode("overwrite").save(path)
+    done.touch()
     writer.join(120)
 
     assert not writer.is_alive() and not errors, errors
