@@ -63,15 +63,18 @@ def replace_dates(df: DataFrame, path: str, column: str, dates: Iterable[dt.date
     writer.save(path)
 
 
-def commit_actions(spark, path: str, version: int) -> list[dict]:
-    """The actions of one commit of a Delta table, one dict per line of its commit file
-    (empty when the file is gone, e.g. cleaned up after a checkpoint).
+def commit_actions(spark, path: str, version: int,
+                   kinds: tuple[str, ...] = ("commitInfo", "txn")) -> list[dict]:
+    """The actions of these `kinds` in one commit of a Delta table, one dict each (empty when
+    the commit file is gone, e.g. cleaned up after a checkpoint).
 
-    Read from the commit file itself (one small JSON-lines file), where `DeltaTable.history`
-    loads a snapshot and runs Spark jobs.
+    Read from the commit file itself (one JSON line per action), where `DeltaTable.history`
+    loads a snapshot and runs Spark jobs. Only lines of the wanted kinds are parsed: a MERGE's
+    commit holds a line per file added or removed.
     """
     text = read_text(f"{path.rstrip('/')}/_delta_log/{version:020d}.json", spark)
-    return [json.loads(line) for line in (text or "").splitlines() if line.strip()]
+    wanted = tuple(f'{{"{kind}"' for kind in kinds)
+    return [json.loads(line) for line in (text or "").splitlines() if line.startswith(wanted)]
 
 
 def written_by(actions: list[dict], run_id: str) -> bool:
