@@ -11,9 +11,12 @@ is derived from the hashes of its files, so a load that crashed half-way and is 
 replays as the same transaction (Delta's transaction ids) instead of loading twice.
 
 What cannot be split into records is still kept, never dropped: a `.json` file that is not a
-JSON array, or a `.gz` file that does not decompress, becomes one record holding the whole
-file (no line number), validated like any other: garbage is quarantined, while a `.json`
-holding one CloudEvent object (CloudEvents' single-event JSON format) is accepted.
+JSON array becomes one record holding the whole file (no line number), validated like any
+other: garbage is quarantined, while a `.json` holding one CloudEvent object (CloudEvents'
+single-event JSON format) is accepted. A damaged file (a `.gz` whose compressed data ends early
+or is corrupt, a JSON array that breaks off) loads every record that can be read before the
+damage, and is also kept whole as one more record (no line number), which the rules
+quarantine: the bytes as received stay in the lake, and the damage is visible per file.
 
 Example:
     >>> result = backfill(spark, lake, ["fleet/late"])                        # doctest: +SKIP
@@ -60,11 +63,13 @@ def report_kind(name: str) -> str | None:
     return None
 
 
-def json_batch_elements(content: bytes) -> list[bytes] | None:
-    """The exact bytes of each element of a top-level JSON array; None if it is not one.
+def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
+    """The exact bytes of each element of a top-level JSON array, and whether the array is
+    whole; None if the content is not UTF-8 text opening with `[`.
 
     Elements are sliced out of the text as written (not re-serialised), so each record's
-    payload is what the device sent.
+    payload is what the device sent. An array that breaks off (cut short, a malformed element,
+    text after its `]`) gives the elements before the break and False.
     """
     try:
         text = content.decode("utf-8").lstrip("\ufeff")
@@ -84,20 +89,45 @@ def json_batch_elements(content: bytes) -> list[bytes] | None:
     i = skip(i + 1)
     elements: list[bytes] = []
     if i < len(text) and text[i] == "]":
-        return elements if skip(i + 1) == len(text) else None
+        return elements, skip(i + 1) == len(text)
     while True:
         try:
             _, end = decoder.raw_decode(text, i)
         except json.JSONDecodeError:
-            return None
+            return elements, False
         elements.append(text[i:end].encode("utf-8"))
         i = skip(end)
         if i < len(text) and text[i] == ",":
             i = skip(i + 1)
             continue
         if i < len(text) and text[i] == "]":
-            return elements if skip(i + 1) == len(text) else None
-        return None
+            return elements, skip(i + 1) == len(text)
+        return elements, False
+
+
+def gunzip_prefix(content: bytes, chunk: int = 64 << 10) -> tuple[bytes, str | None]:
+    """What of a gzip file can be trusted, and what is wrong with the rest (None: nothing).
+
+    Every member of a multi-member file is read; zero padding after the last is allowed, as
+    `gzip` allows it. A file cut short gives everything before the cut (deflate's output up to
+    there is exact). Corruption that zlib detects inside a member gives only the members
+    before it: where the damage starts cannot be told, so nothing of that member is trusted
+    (corruption that decodes up to the end of the file cannot be told from a cut).
+    """
+    out: list[bytes] = []
+    rest = content
+    while rest.strip(b"\0"):
+        member, trusted, start = zlib.decompressobj(wbits=31), len(out), 0
+        try:
+            while not member.eof and start < len(rest):
+                out.append(member.decompress(rest[start:start + chunk]))
+                start += chunk
+        except zlib.error:
+            return b"".join(out[:trusted]), "its compressed data is corrupt"
+        if not member.eof:
+            return b"".join(out), "its compressed data ends early"
+        rest = member.unused_data + rest[start:]
+    return b"".join(out), None
 
 
 def group_run_id(hashes: Iterable[str]) -> str:
@@ -119,25 +149,37 @@ def _raw_record(source: str, line: int | None, payload: bytes) -> dict:
 
 
 def batch_file_records(source: str, content: bytes) -> list[dict]:
-    """A CloudEvents batch file → one record per array element (line = 1-based index);
-    anything but a JSON array → one record holding the whole file (no line)."""
-    elements = json_batch_elements(content)
-    if elements is None:
+    """A CloudEvents batch file → one record per array element (line = 1-based index), and
+    the whole file (no line) as one more when the array breaks off; anything but a JSON array
+    → one record holding the whole file."""
+    split = json_batch_elements(content)
+    if split is None:
         return [_raw_record(source, None, content)]
-    return [_raw_record(source, i, payload) for i, payload in enumerate(elements, start=1)]
+    elements, whole = split
+    records = [_raw_record(source, i, payload) for i, payload in enumerate(elements, start=1)]
+    return records if whole else [*records, _raw_record(source, None, content)]
+
+
+def batch_file_damage(content: bytes) -> str | None:
+    """What is wrong with a CloudEvents batch file's array, None if nothing (or not an array)."""
+    split = json_batch_elements(content)
+    if split is None or split[1]:
+        return None
+    return f"its JSON array breaks off after element {len(split[0])}"
 
 
 # -- the files --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ReportFile:
-    """A late-report file as found on disk: its kind, content hash and whether it decodes."""
+    """A late-report file as found on disk: its kind, content hash and what is damaged in it
+    (None when it reads to the end)."""
 
     path: Path
     kind: str
     sha256: str
     size: int
-    decodes: bool = True
+    damage: str | None = None
 
 
 def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -162,21 +204,25 @@ def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def inspect_file(path: Path) -> ReportFile:
-    """Hash a file (and check that a .gz decompresses); raises OSError if it cannot be read."""
+    """Hash a file and find damage (a .gz that does not decompress to its end, a JSON array
+    that breaks off); raises OSError if it cannot be read."""
+    kind = report_kind(path.name) or LINES
     digest, size = hashlib.sha256(), 0
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
             size += len(chunk)
-    decodes = True
+    damage = None
     if path.name.endswith(".gz"):
         try:
             with gzip.open(path, "rb") as g:
                 while g.read(_CHUNK):
                     pass
         except (gzip.BadGzipFile, EOFError, zlib.error):
-            decodes = False
-    return ReportFile(path, report_kind(path.name) or LINES, digest.hexdigest(), size, decodes)
+            damage = gunzip_prefix(path.read_bytes())[1] or "it is not a gzip file"
+    elif kind == BATCH:
+        damage = batch_file_damage(path.read_bytes())
+    return ReportFile(path, kind, digest.hexdigest(), size, damage)
 
 
 def spark_can_read(path: Path) -> bool:
@@ -207,23 +253,28 @@ def read_reports(spark, files: list[ReportFile], names: dict[Path, str]) -> Data
     """Raw records (bronze's source columns) of report files; `names` from `source_names`.
 
     JSON-lines files are read by Spark (gzip through its codecs) and split by the stream's own
-    `file_lines`; batch files, files that do not decompress and files whose names Spark cannot
-    open are read here (the last still split by `file_lines`).
+    `file_lines`; batch files, damaged files and files whose names Spark cannot open are read
+    here (lines still split by `file_lines`). A damaged file also becomes one record holding
+    all of it (no line).
     """
-    by_spark = [f for f in files if f.kind == LINES and f.decodes and spark_can_read(f.path)]
+    by_spark = [f for f in files
+                if f.kind == LINES and f.damage is None and spark_can_read(f.path)]
     by_name: list[tuple[str, bytes]] = []
     rows: list[dict] = []
     for f in files:
         if f in by_spark:
             continue
         content = f.path.read_bytes()
-        if not f.decodes:
-            rows.append(_raw_record(names[f.path], None, content))
-        elif f.kind == BATCH:
+        if f.kind == BATCH:
             rows.extend(batch_file_records(names[f.path], content))
+            continue
+        if f.path.name.endswith(".gz"):
+            lines, _ = gunzip_prefix(content)
         else:
-            by_name.append((file_uri(spark, str(f.path)),
-                            gzip.decompress(content) if f.path.name.endswith(".gz") else content))
+            lines = content
+        by_name.append((file_uri(spark, str(f.path)), lines))
+        if f.damage is not None:
+            rows.append(_raw_record(names[f.path], None, content))
     frames = [spark.createDataFrame(rows, RAW_SCHEMA)]
     if by_name:
         frames.append(_whole_files(spark, by_name).transform(file_lines()))
@@ -278,6 +329,7 @@ class BackfillResult:
     files_loaded: int = 0
     skipped: list[Path] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # one sentence per damaged file
     batches: list[BatchResult] = field(default_factory=list)
     rollup: RollupResult | None = None
     rollup_skipped: bool = False
@@ -288,7 +340,9 @@ class BackfillResult:
     def lines(self) -> list[str]:
         out = [f"files: {self.files_found} found, {self.files_loaded} loaded, "
                f"{len(self.skipped)} already loaded (skipped)"
-               + (f", {len(self.unreadable)} unreadable" if self.unreadable else ""),
+               + (f", {len(self.unreadable)} unreadable" if self.unreadable else "")
+               + (f", {len(self.damaged)} damaged (what could be read loaded, each whole file "
+                  "kept as one quarantined record)" if self.damaged else ""),
                f"records: {self.total('records_read')} read, {self.total('upserted')} upserted, "
                f"{self.total('duplicates_or_stale')} duplicate/stale, "
                f"{self.total('quarantined')} quarantined"]
@@ -302,21 +356,35 @@ class BackfillResult:
         return out
 
 
-def _chunks(items: list[ReportFile], size: int) -> Iterator[list[ReportFile]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _groups(files: list[ReportFile], max_files: int, max_bytes: int
+            ) -> Iterator[list[ReportFile]]:
+    """Consecutive groups of at most `max_files` files and, unless one file is larger, at most
+    `max_bytes` bytes."""
+    group: list[ReportFile] = []
+    size = 0
+    for f in files:
+        if group and (len(group) == max_files or size + f.size > max_bytes):
+            yield group
+            group, size = [], 0
+        group.append(f)
+        size += f.size
+    if group:
+        yield group
 
 
 def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract = CURRENT,
-             files_per_batch: int = 32, rollup: bool = True, progress: bool | None = None,
+             files_per_batch: int = 32, bytes_per_batch: int = 128 << 20,
+             rollup: bool = True, progress: bool | None = None,
              on_batch: Callable[[BatchResult], None] | None = None) -> BackfillResult:
     """Load late-report files or folders into the lake, then recompute the days that changed.
 
     Parameters:
         paths: files (.jsonl, .jsonl.gz, .json) and folders holding them (not recursive).
-        files_per_batch: new files written together as one batch (one run id).
+        files_per_batch, bytes_per_batch: the most new files, and bytes of them, written
+            together as one batch (one run id); a larger file is a batch of its own.
         rollup: recompute the rollups of the changed days afterwards (`rollup_changed`).
-        progress: show a progress bar over files (default: only on a terminal).
+        progress: show a progress bar over the bytes to load, moved after each batch
+            (default: only on a terminal).
     Raises BadArgumentError when a path does not exist or is not a late report.
     """
     from tqdm import tqdm
@@ -339,9 +407,13 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
             result.skipped.append(f.path)
         else:
             new[f.sha256] = f
+    result.damaged = [f"{f.path}: {f.damage}; the records before the damage were loaded and "
+                      "the whole file is kept in quarantine"
+                      for f in new.values() if f.damage is not None]
     show = None if progress is None else not progress  # None: tqdm decides (a terminal or not)
-    with tqdm(total=len(new), unit="file", desc="backfill", disable=show, leave=False) as bar:
-        for group in _chunks(list(new.values()), files_per_batch):
+    with tqdm(total=sum(f.size for f in new.values()), unit="B", unit_scale=True,
+              desc="backfill", disable=show, leave=False) as bar:
+        for group in _groups(list(new.values()), files_per_batch, bytes_per_batch):
             run_id = group_run_id(f.sha256 for f in group)
             source = str(group[0].path) + (f" and {len(group) - 1} more" if len(group) > 1
                                            else "")
@@ -355,7 +427,7 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
             result.files_loaded += len(group)
             if on_batch is not None:
                 on_batch(batch)
-            bar.update(len(group))
+            bar.update(sum(f.size for f in group))
     if rollup and result.batches:
         result.rollup = rollup_changed(spark, lake, contract=contract)
     result.rollup_skipped = not rollup and bool(result.batches)

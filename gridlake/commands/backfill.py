@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sites", type=Path, metavar="FILE",
                         help="load this site registry (sites.csv) into reference/sites first")
     parser.add_argument("--files-per-batch", type=positive_int, default=32, metavar="N",
-                        help="new files written together as one batch (default 32)")
+                        help="at most N new files written together as one batch (default 32; "
+                             "a batch also stops at 128 MiB)")
     parser.add_argument("--no-rollup", action="store_true",
                         help="load only; leave the rollups to `gridlake rollup --changed`")
     parser.set_defaults(func=run)
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
                       rollup=not args.no_rollup)
     for line in result.lines():
         print(line)
+    for problem in result.damaged:
+        print(f"gridlake backfill: {problem}", file=sys.stderr)
     for problem in result.unreadable:
         print(f"gridlake backfill: could not read {problem}", file=sys.stderr)
     return 1 if result.unreadable else 0

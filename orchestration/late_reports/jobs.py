@@ -57,9 +57,12 @@ def load_late_reports(context: OpExecutionContext, config: LateReportsConfig,
                       rollup=config.recompute_rollups, progress=False)
     for line in result.lines():
         context.log.info(line)
+    for problem in result.damaged:
+        context.log.warning(problem)
     context.add_output_metadata({
         "files_found": result.files_found, "files_loaded": result.files_loaded,
-        "files_skipped": len(result.skipped), "records_read": result.total("records_read"),
+        "files_skipped": len(result.skipped), "files_damaged": len(result.damaged),
+        "records_read": result.total("records_read"),
         "upserted": result.total("upserted"),
         "duplicates_or_stale": result.total("duplicates_or_stale"),
         "quarantined": result.total("quarantined"),

@@ -6,11 +6,13 @@ import datetime as dt
 import gzip
 import json
 import re
+import zlib
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import functions as F
 
-from batch.late_reports import json_batch_elements
+from batch.late_reports import gunzip_prefix, json_batch_elements
 from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
@@ -158,12 +160,80 @@ def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
 def test_a_json_batch_splits_into_the_exact_bytes_of_each_element():
     content = (b'[\n  {"id": "a", "data": {"s": "],[", "n": [1, 2]}},\n'
                b'  {"id":"b"} , 7\n]\n')
-    assert json_batch_elements(content) == [
-        b'{"id": "a", "data": {"s": "],[", "n": [1, 2]}}', b'{"id":"b"}', b"7"]
-    assert json_batch_elements(b" [ ] ") == []
-    for not_an_array in (b'{"id": "a"}', b'[{"id": "a"}', b'[{"id": "a"},]', b"[1] [2]",
-                         b"\xff[]", b""):
+    assert json_batch_elements(content) == (
+        [b'{"id": "a", "data": {"s": "],[", "n": [1, 2]}}', b'{"id":"b"}', b"7"], True)
+    assert json_batch_elements(b" [ ] ") == ([], True)
+    a = b'{"id": "a"}'
+    for broken, before in ((b'[{"id": "a"}', [a]), (b'[{"id": "a"},]', [a]), (b"[1] [2]", [b"1"]),
+                           (b'[{"id": "a"}, {"id": "b", "da', [a]), (b"[", [])):
+        assert json_batch_elements(broken) == (before, False), broken
+    for not_an_array in (b'{"id": "a"}', b"\xff[]", b""):
         assert json_batch_elements(not_an_array) is None, not_an_array
+
+
+def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
+    text = b"".join(b"line %d of a late report\n" % i for i in range(5000))
+    packed = gzip.compress(text)
+    assert gunzip_prefix(packed) == (text, None)
+    assert gunzip_prefix(packed + gzip.compress(b"second member\n") + b"\0" * 8) == (
+        text + b"second member\n", None)
+    cut, why = gunzip_prefix(packed[: len(packed) // 2])
+    assert why == "its compressed data ends early"
+    assert 0 < len(cut) < len(text) and text.startswith(cut)
+    # Corruption inside a member: only the members before it are trusted.
+    first = gzip.compress(b"first member\n")
+    corrupt = bytearray(packed)
+    corrupt[len(packed) // 2: len(packed) // 2 + 16] = b"U" * 16
+    bad_crc = bytearray(packed)
+    bad_crc[-6] ^= 1
+    for damaged in (corrupt, bad_crc):
+        assert gunzip_prefix(first + bytes(damaged), chunk=64) == (
+            b"first member\n", "its compressed data is corrupt")
+    assert gunzip_prefix(b"not gzip at all") == (b"", "its compressed data is corrupt")
+
+
+def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
+        spark, lake, cli, tmp_path):
+    folder = tmp_path / "late"
+    folder.mkdir()
+    d1 = X.hourly("D1", "S1", "battery", "2026-10-24T00:00:00+00:00", 200, seq0=10, soc=True)
+    d2 = X.hourly("D2", "S1", "solar", "2026-10-24T00:00:00+00:00", 30, seq0=500)
+    text = b"".join(X.dumps(e) + b"\n" for e in d1)
+    packed = gzip.compress(text)
+    cut_gz = packed[: len(packed) * 2 // 3]
+    (folder / "cut.jsonl.gz").write_bytes(cut_gz)
+    # The array breaks off inside element 21.
+    array = b"[\n" + b",\n".join(map(X.dumps, d2)) + b"\n]\n"
+    cut_array = array[: array.index(X.dumps(d2[20])) + 25]
+    (folder / "cut.json").write_bytes(cut_array)
+
+    # Independently: what zlib gives back in one call, split on newlines; whole elements.
+    recovered = zlib.decompressobj(wbits=31).decompress(cut_gz)
+    gz_lines = recovered.split(b"\n")
+    assert 0 < len(gz_lines) - 1 < len(d1)
+    records = [oracle.Record(str(folder / "cut.jsonl.gz"), i, line)
+               for i, line in enumerate(gz_lines, start=1) if line.strip()]
+    records += [oracle.Record(str(folder / "cut.json"), i, X.dumps(e))
+                for i, e in enumerate(d2[:20], start=1)]
+    truth, invalid = oracle.silver_truth(records, X.now())
+
+    status, out, err = cli("backfill", "--lake", lake.root, folder)
+    assert status == 0
+    assert "2 found, 2 loaded, 0 already loaded (skipped), 2 damaged" in out
+    assert err.splitlines() == [
+        f"gridlake backfill: {folder / 'cut.json'}: its JSON array breaks off after element "
+        "20; the records before the damage were loaded and the whole file is kept in quarantine",
+        f"gridlake backfill: {folder / 'cut.jsonl.gz'}: its compressed data ends early; the "
+        "records before the damage were loaded and the whole file is kept in quarantine"]
+    assert silver_winners(spark, lake) == winners(truth)
+    # Quarantine: the cut line of the .gz (if the cut fell inside one), and each whole file.
+    quarantined = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"]): bytes(r["payload"])
+                   for r in table(spark, lake, "quarantine/telemetry").collect()}
+    expected = {("cut.jsonl.gz", None): cut_gz, ("cut.json", None): cut_array}
+    expected.update({(Path(r.path).name, r.line): r.payload for r in invalid})
+    assert quarantined == expected
+    bronze = table(spark, lake, "bronze/telemetry").count()
+    assert bronze == len(records) + 2
 
 
 def test_bad_arguments_exit_1_with_one_sentence(cli, tmp_path):
