@@ -85,8 +85,9 @@ def written_by(actions: list[dict], run_id: str) -> bool:
                or a.get("txn", {}).get("appId") == run_id for a in actions)
 
 
-def commit_version(spark, path: str, run_id: str, last: int = 200) -> int | None:
-    """The newest version among the last `last` commits that `run_id` wrote (`written_by`).
+def _newest_commit(spark, path: str, matches: Callable[[list[dict]], bool], last: int
+                   ) -> tuple[int, list[dict]] | None:
+    """The newest of the last `last` commits whose actions `matches`, with those actions.
 
     Walks the commit files from the newest down and stops at the first match (no Spark job).
     """
@@ -94,9 +95,35 @@ def commit_version(spark, path: str, run_id: str, last: int = 200) -> int | None
     if newest is None:
         return None
     for version in range(newest, max(newest - last, -1), -1):
-        if written_by(commit_actions(spark, path, version), run_id):
-            return version
+        actions = commit_actions(spark, path, version)
+        if matches(actions):
+            return version, actions
     return None
+
+
+def commit_version(spark, path: str, run_id: str, last: int = 200) -> int | None:
+    """The newest version among the last `last` commits that `run_id` wrote (`written_by`)."""
+    found = _newest_commit(spark, path, lambda actions: written_by(actions, run_id), last)
+    return None if found is None else found[0]
+
+
+def transaction_commit(spark, path: str, app_id: str, txn_version: int, last: int = 200
+                       ) -> tuple[int, dict] | None:
+    """The version and `commitInfo` of the commit that carried Delta's idempotent transaction
+    (`app_id`, `txn_version`), among the last `last` commits; None if not found.
+
+    What a replayed write, skipped by Delta, needs to report what its first attempt did: the
+    commit info holds the version it read (`readVersion`) and its `operationMetrics`.
+    """
+    def matches(actions: list[dict]) -> bool:
+        return any(a.get("txn", {}).get("appId") == app_id
+                   and a["txn"].get("version") == txn_version for a in actions)
+
+    found = _newest_commit(spark, path, matches, last)
+    if found is None:
+        return None
+    version, actions = found
+    return version, next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
 
 
 def read_at(spark, path: str, version: int | None = None) -> DataFrame:

@@ -298,24 +298,41 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
             spark.conf.unset(_TXN_APP_ID)
             spark.conf.unset(_TXN_VERSION)
         if metrics is None:  # skipped: this transaction was already committed
-            versions["written"] = None
-            return 0
+            return _committed_merge(spark, path, ctx, versions)
         versions["written"] = table_version(spark, path)
         row = metrics.asDict()
         return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
 
     changed = guarded_write(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
     crash_point("after_silver", ctx.batch_id)
-    # A replayed batch whose MERGE was committed is not logged: the silver it would be
-    # classified against now is the result, not the input. (So a crash between the MERGE and
-    # the log append leaves that batch unlogged.) The switch is checked here too, so a
-    # switched-off log costs no time-travel read.
+    # A replayed batch whose MERGE was committed is classified against silver as that MERGE
+    # read it, so a crash between the MERGE and the log append loses no decision (the log's
+    # own transaction id keeps a logged batch from being logged twice). The switch is checked
+    # here too, so a switched-off log costs no time-travel read.
     if decision_log_enabled() and versions["written"] is not None:
         stored = (spark.read.format("delta").option("versionAsOf", versions["read"])
                   .load(path).where(F.col("event_date").isin(*event_dates)))
         log_decisions(spark, lake, updates if candidates is None else candidates, ctx, contract,
                       stored, versions["read"], versions["written"])
     return changed
+
+
+def _committed_merge(spark, path: str, ctx: WriteContext, versions: dict[str, int | None]
+                     ) -> int:
+    """What the committed first attempt of a replayed MERGE did, from its commit in silver's
+    log: sets the versions it read and wrote and returns the rows it inserted or updated
+    (versions None and 0 when the commit is too far back to find)."""
+    from batch.delta_io import transaction_commit
+
+    found = transaction_commit(spark, path, ctx.run_id, ctx.batch_id)
+    if found is None:
+        versions["written"] = None
+        return 0
+    versions["written"], info = found
+    versions["read"] = info.get("readVersion", versions["written"] - 1)
+    metrics = info.get("operationMetrics", {})
+    return int(metrics.get("numTargetRowsInserted", 0)) + int(
+        metrics.get("numTargetRowsUpdated", 0))
 
 
 def log_decisions(spark, lake: Lake, candidates: DataFrame, ctx: WriteContext,
