@@ -13,10 +13,11 @@ replays as the same transaction (Delta's transaction ids) instead of loading twi
 What cannot be split into records is still kept, never dropped: a `.json` file that is not a
 JSON array becomes one record holding the whole file (no line number), validated like any
 other: garbage is quarantined, while a `.json` holding one CloudEvent object (CloudEvents'
-single-event JSON format) is accepted. A damaged file (a `.gz` whose compressed data ends early
-or is corrupt, a JSON array that breaks off) loads every record that can be read before the
-damage, and is also kept whole as one more record (no line number), which the rules
-quarantine: the bytes as received stay in the lake, and the damage is visible per file.
+single-event JSON format) is accepted. A damaged file loads what can be trusted (the lines
+before the cut of a `.gz` cut short, the gzip members before a corrupt one, the elements of a
+JSON array before it breaks off) and is also kept whole as one more record (no line number),
+which the rules quarantine: the bytes as received stay in the lake, and the damage is visible
+per file (`BackfillResult.damaged`).
 
 Example:
     >>> result = backfill(spark, lake, ["fleet/late"])                        # doctest: +SKIP
@@ -26,9 +27,9 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ LINES, BATCH = "lines", "batch"
 SUFFIXES = ((".jsonl.gz", LINES), (".jsonl", LINES), (".json", BATCH))
 RAW_SCHEMA = T.StructType(SOURCE_COLUMNS + RAW_COLUMNS)
 _CHUNK = 1 << 20
+_NOT_ZERO = re.compile(rb"[^\0]")
+BYTES_PER_BATCH = 128 << 20
 
 
 # -- pure -------------------------------------------------------------------------------------
@@ -65,16 +68,18 @@ def report_kind(name: str) -> str | None:
 
 def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
     """The exact bytes of each element of a top-level JSON array, and whether the array is
-    whole; None if the content is not UTF-8 text opening with `[`.
+    whole; None if the content does not open with `[` (as UTF-8 text).
 
     Elements are sliced out of the text as written (not re-serialised), so each record's
     payload is what the device sent. An array that breaks off (cut short, a malformed element,
-    text after its `]`) gives the elements before the break and False.
+    bytes that are not UTF-8, text after its `]`) gives the elements before the break and
+    False.
     """
     try:
         text = content.decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError:
-        return None
+    except UnicodeDecodeError as exc:  # an array breaks off where the bytes stop being UTF-8
+        split = json_batch_elements(content[:exc.start]) if exc.start else None
+        return None if split is None else (split[0], False)
     decoder = json.JSONDecoder()
     whitespace = " \t\n\r"
 
@@ -93,7 +98,7 @@ def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
     while True:
         try:
             _, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # malformed, or nested past Python's limit
             return elements, False
         elements.append(text[i:end].encode("utf-8"))
         i = skip(end)
@@ -105,28 +110,38 @@ def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
         return elements, False
 
 
-def gunzip_prefix(content: bytes, chunk: int = 64 << 10) -> tuple[bytes, str | None]:
-    """What of a gzip file can be trusted, and what is wrong with the rest (None: nothing).
+def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10
+                  ) -> tuple[bytes, str | None]:
+    """What of a gzip file can be trusted (b"" unless `keep`), and what is wrong with the rest
+    and what of it was kept (None: nothing is wrong).
 
-    Every member of a multi-member file is read; zero padding after the last is allowed, as
-    `gzip` allows it. A file cut short gives everything before the cut (deflate's output up to
-    there is exact). Corruption that zlib detects inside a member gives only the members
+    Every member of a multi-member file is read, with the zero padding `gzip` allows between
+    and after members. A file cut short gives everything before the cut (deflate's output up
+    to there is exact). Corruption that zlib detects inside a member gives only the members
     before it: where the damage starts cannot be told, so nothing of that member is trusted
     (corruption that decodes up to the end of the file cannot be told from a cut).
     """
+    view = memoryview(content)
     out: list[bytes] = []
-    rest = content
-    while rest.strip(b"\0"):
-        member, trusted, start = zlib.decompressobj(wbits=31), len(out), 0
+    at, number = 0, 0
+    while (padding_end := _NOT_ZERO.search(content, at)) is not None:
+        at, number = padding_end.start(), number + 1
+        member, trusted = zlib.decompressobj(wbits=31), len(out)
         try:
-            while not member.eof and start < len(rest):
-                out.append(member.decompress(rest[start:start + chunk]))
-                start += chunk
+            while not member.eof and at < len(view):
+                piece = view[at:at + chunk]
+                data = member.decompress(piece)
+                if keep:
+                    out.append(data)
+                at += len(piece) - len(member.unused_data)
         except zlib.error:
-            return b"".join(out[:trusted]), "its compressed data is corrupt"
+            if number == 1 and not b"".join(out):
+                return b"", "it is not gzip data; nothing of it was loaded"
+            return b"".join(out[:trusted]), (
+                f"its gzip member {number} is corrupt; "
+                + ("the members before it were loaded" if number > 1 else "nothing of it was loaded"))
         if not member.eof:
-            return b"".join(out), "its compressed data ends early"
-        rest = member.unused_data + rest[start:]
+            return b"".join(out), "its compressed data ends early; the lines before the cut were loaded"
     return b"".join(out), None
 
 
@@ -165,7 +180,8 @@ def batch_file_damage(content: bytes) -> str | None:
     split = json_batch_elements(content)
     if split is None or split[1]:
         return None
-    return f"its JSON array breaks off after element {len(split[0])}"
+    return (f"its JSON array breaks off after element {len(split[0])}; the elements before "
+            "the break were loaded")
 
 
 # -- the files --------------------------------------------------------------------------------
@@ -214,12 +230,7 @@ def inspect_file(path: Path) -> ReportFile:
             size += len(chunk)
     damage = None
     if path.name.endswith(".gz"):
-        try:
-            with gzip.open(path, "rb") as g:
-                while g.read(_CHUNK):
-                    pass
-        except (gzip.BadGzipFile, EOFError, zlib.error):
-            damage = gunzip_prefix(path.read_bytes())[1] or "it is not a gzip file"
+        damage = gunzip_prefix(path.read_bytes(), keep=False)[1]
     elif kind == BATCH:
         damage = batch_file_damage(path.read_bytes())
     return ReportFile(path, kind, digest.hexdigest(), size, damage)
@@ -373,15 +384,16 @@ def _groups(files: list[ReportFile], max_files: int, max_bytes: int
 
 
 def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract = CURRENT,
-             files_per_batch: int = 32, bytes_per_batch: int = 128 << 20,
+             files_per_batch: int = 32, bytes_per_batch: int = BYTES_PER_BATCH,
              rollup: bool = True, progress: bool | None = None,
              on_batch: Callable[[BatchResult], None] | None = None) -> BackfillResult:
     """Load late-report files or folders into the lake, then recompute the days that changed.
 
     Parameters:
         paths: files (.jsonl, .jsonl.gz, .json) and folders holding them (not recursive).
-        files_per_batch, bytes_per_batch: the most new files, and bytes of them, written
-            together as one batch (one run id); a larger file is a batch of its own.
+        files_per_batch, bytes_per_batch: the most new files, and bytes of them as stored
+            (compressed for .gz), written together as one batch (one run id); a larger file
+            is a batch of its own.
         rollup: recompute the rollups of the changed days afterwards (`rollup_changed`).
         progress: show a progress bar over the bytes to load, moved after each batch
             (default: only on a terminal).
@@ -391,6 +403,8 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
 
     if files_per_batch < 1:
         raise BadArgumentError(f"files per batch is {files_per_batch}; it must be at least 1")
+    if bytes_per_batch < 1:
+        raise BadArgumentError(f"bytes per batch is {bytes_per_batch}; it must be at least 1")
     result = BackfillResult()
     paths_found = find_report_files(paths)
     result.files_found = len(paths_found)
@@ -407,8 +421,7 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
             result.skipped.append(f.path)
         else:
             new[f.sha256] = f
-    result.damaged = [f"{f.path}: {f.damage}; the records before the damage were loaded and "
-                      "the whole file is kept in quarantine"
+    result.damaged = [f"{f.path}: {f.damage}, and the whole file is kept in quarantine"
                       for f in new.values() if f.damage is not None]
     show = None if progress is None else not progress  # None: tqdm decides (a terminal or not)
     with tqdm(total=sum(f.size for f in new.values()), unit="B", unit_scale=True,

@@ -26,6 +26,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from batch.delta_io import transaction_commit
 from gridlake.faults import crash_point
 from gridlake.lake import Lake, table_version
 from gridlake.retry import guarded_write
@@ -281,11 +282,8 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
     for column in contract.key:
         on = on & (F.col(f"t.{column}") == F.col(f"s.{column}"))
 
-    versions: dict[str, int | None] = {}
-
-    def merge() -> int:
+    def merge() -> int | None:
         target = DeltaTable.forPath(spark, path)
-        versions["read"] = table_version(spark, path)
         builder = (target.alias("t").merge(updates.alias("s"), on)
                    .whenMatchedUpdateAll(condition=wins_over(order_by=contract.order_by))
                    .whenNotMatchedInsertAll()
@@ -297,40 +295,35 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
         finally:
             spark.conf.unset(_TXN_APP_ID)
             spark.conf.unset(_TXN_VERSION)
-        if metrics is None:  # skipped: this transaction was already committed
-            return _committed_merge(spark, path, ctx, versions)
-        versions["written"] = table_version(spark, path)
+        if metrics is None:  # skipped: this transaction was already committed (a replay)
+            return None
         row = metrics.asDict()
         return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
 
     changed = guarded_write(merge, f"silver MERGE of {ctx.run_id}/{ctx.batch_id}")
     crash_point("after_silver", ctx.batch_id)
-    # A replayed batch whose MERGE was committed is classified against silver as that MERGE
-    # read it, so a crash between the MERGE and the log append loses no decision (the log's
-    # own transaction id keeps a logged batch from being logged twice). The switch is checked
-    # here too, so a switched-off log costs no time-travel read.
-    if decision_log_enabled() and versions["written"] is not None:
-        stored = (spark.read.format("delta").option("versionAsOf", versions["read"])
+    # The MERGE's commit, found by its transaction id (for a replay, the first attempt's):
+    # the version it read and the one it wrote, whoever else commits meanwhile. A replayed
+    # batch is so classified against silver as its MERGE read it, and a crash between the
+    # MERGE and the log append loses no decision (the log's own transaction id keeps a logged
+    # batch from being logged twice).
+    commit = transaction_commit(spark, path, ctx.run_id, ctx.batch_id)
+    if changed is None:
+        changed = _rows_changed(commit)
+    # The switch is checked here too, so a switched-off log costs no time-travel read.
+    if decision_log_enabled() and commit is not None:
+        written, info = commit
+        read = info.get("readVersion", written - 1)
+        stored = (spark.read.format("delta").option("versionAsOf", read)
                   .load(path).where(F.col("event_date").isin(*event_dates)))
         log_decisions(spark, lake, updates if candidates is None else candidates, ctx, contract,
-                      stored, versions["read"], versions["written"])
+                      stored, read, written)
     return changed
 
 
-def _committed_merge(spark, path: str, ctx: WriteContext, versions: dict[str, int | None]
-                     ) -> int:
-    """What the committed first attempt of a replayed MERGE did, from its commit in silver's
-    log: sets the versions it read and wrote and returns the rows it inserted or updated
-    (versions None and 0 when the commit is too far back to find)."""
-    from batch.delta_io import transaction_commit
-
-    found = transaction_commit(spark, path, ctx.run_id, ctx.batch_id)
-    if found is None:
-        versions["written"] = None
-        return 0
-    versions["written"], info = found
-    versions["read"] = info.get("readVersion", versions["written"] - 1)
-    metrics = info.get("operationMetrics", {})
+def _rows_changed(commit: tuple[int, dict] | None) -> int:
+    """Rows a committed MERGE inserted or updated, from its commit info (0 if not found)."""
+    metrics = {} if commit is None else commit[1].get("operationMetrics", {})
     return int(metrics.get("numTargetRowsInserted", 0)) + int(
         metrics.get("numTargetRowsUpdated", 0))
 

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="load this site registry (sites.csv) into reference/sites first")
     parser.add_argument("--files-per-batch", type=positive_int, default=32, metavar="N",
                         help="at most N new files written together as one batch (default 32; "
-                             "a batch also stops at 128 MiB)")
+                             "a batch also ends before its files pass 128 MiB as stored)")
     parser.add_argument("--no-rollup", action="store_true",
                         help="load only; leave the rollups to `gridlake rollup --changed`")
     parser.set_defaults(func=run)

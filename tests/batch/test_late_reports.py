@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pyspark.sql import functions as F
 
-from batch.late_reports import gunzip_prefix, json_batch_elements
+from batch.late_reports import ReportFile, _groups, gunzip_prefix, json_batch_elements
 from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
@@ -167,6 +167,10 @@ def test_a_json_batch_splits_into_the_exact_bytes_of_each_element():
     for broken, before in ((b'[{"id": "a"}', [a]), (b'[{"id": "a"},]', [a]), (b"[1] [2]", [b"1"]),
                            (b'[{"id": "a"}, {"id": "b", "da', [a]), (b"[", [])):
         assert json_batch_elements(broken) == (before, False), broken
+    # Bytes that stop being UTF-8 (a cut inside a character) end the array there.
+    assert json_batch_elements('[{"n": "Zürich"}, {"n": "Zürich"}]'.encode()[:28]) == (
+        [b'{"n": "Z\xc3\xbcrich"}'], False)
+    assert json_batch_elements(b"[" * 200_000) == ([], False)  # nested past the recursion limit
     for not_an_array in (b'{"id": "a"}', b"\xff[]", b""):
         assert json_batch_elements(not_an_array) is None, not_an_array
 
@@ -174,11 +178,14 @@ def test_a_json_batch_splits_into_the_exact_bytes_of_each_element():
 def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
     text = b"".join(b"line %d of a late report\n" % i for i in range(5000))
     packed = gzip.compress(text)
+    second = gzip.compress(b"second member\n")
     assert gunzip_prefix(packed) == (text, None)
-    assert gunzip_prefix(packed + gzip.compress(b"second member\n") + b"\0" * 8) == (
-        text + b"second member\n", None)
+    # Zero padding between and after members, as gzip itself reads it.
+    padded = packed + b"\0" * 3 + second + b"\0" * 8
+    assert gunzip_prefix(padded) == (gzip.decompress(padded), None)
+    assert gunzip_prefix(padded, keep=False) == (b"", None)
     cut, why = gunzip_prefix(packed[: len(packed) // 2])
-    assert why == "its compressed data ends early"
+    assert why == "its compressed data ends early; the lines before the cut were loaded"
     assert 0 < len(cut) < len(text) and text.startswith(cut)
     # Corruption inside a member: only the members before it are trusted.
     first = gzip.compress(b"first member\n")
@@ -188,8 +195,26 @@ def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
     bad_crc[-6] ^= 1
     for damaged in (corrupt, bad_crc):
         assert gunzip_prefix(first + bytes(damaged), chunk=64) == (
-            b"first member\n", "its compressed data is corrupt")
-    assert gunzip_prefix(b"not gzip at all") == (b"", "its compressed data is corrupt")
+            b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
+        assert gunzip_prefix(bytes(damaged), chunk=64) == (
+            b"", "its gzip member 1 is corrupt; nothing of it was loaded")
+    assert gunzip_prefix(b"not gzip at all") == (
+        b"", "it is not gzip data; nothing of it was loaded")
+    assert gunzip_prefix(first + b"trailing text") == (
+        b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
+    # Many small members (a device that flushes often), the last one's trailer cut off.
+    many = b"".join(gzip.compress(b"%d\n" % i, mtime=0) for i in range(20000))
+    assert gunzip_prefix(many[:-3]) == (
+        b"".join(b"%d\n" % i for i in range(20000)),
+        "its compressed data ends early; the lines before the cut were loaded")
+
+
+def test_backfill_batches_are_bounded_by_files_and_bytes():
+    files = [ReportFile(Path(f"/r/{i}.jsonl"), "lines", str(i), size)
+             for i, size in enumerate([10, 10, 10, 500, 10, 10])]
+    groups = [[int(f.sha256) for f in g] for g in _groups(files, max_files=2, max_bytes=100)]
+    assert groups == [[0, 1], [2], [3], [4, 5]]
+    assert [len(g) for g in _groups(files, max_files=32, max_bytes=25)] == [2, 1, 1, 2]
 
 
 def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
@@ -222,9 +247,9 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
     assert "2 found, 2 loaded, 0 already loaded (skipped), 2 damaged" in out
     assert err.splitlines() == [
         f"gridlake backfill: {folder / 'cut.json'}: its JSON array breaks off after element "
-        "20; the records before the damage were loaded and the whole file is kept in quarantine",
+        "20; the elements before the break were loaded, and the whole file is kept in quarantine",
         f"gridlake backfill: {folder / 'cut.jsonl.gz'}: its compressed data ends early; the "
-        "records before the damage were loaded and the whole file is kept in quarantine"]
+        "lines before the cut were loaded, and the whole file is kept in quarantine"]
     assert silver_winners(spark, lake) == winners(truth)
     # Quarantine: the cut line of the .gz (if the cut fell inside one), and each whole file.
     quarantined = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"]): bytes(r["payload"])

@@ -24,16 +24,19 @@ from tests.streaming.conftest import StreamProcess, check_exactly_once
 
 
 def check_logs(spark, lake: Lake, files: list[Path]) -> None:
-    """Every valid record decided exactly once in the decision log, and the batch log's
-    upserted rows at least one per silver key: a batch replayed after its MERGE committed
-    logs and reports what that MERGE did."""
+    """A batch replayed after its MERGE committed logs and reports what that MERGE did: every
+    valid record is decided exactly once, each batch's upserted rows (the MERGE's metrics)
+    are its records that won (the decision log's own rule), and they cover every silver key."""
     records = list(oracle.read_records(files))
     truth, invalid = oracle.silver_truth(records)
     valid = len(records) - len(invalid)
     decisions = spark.read.format("delta").load(lake.path("_gridlake/decisions"))
     assert decisions.count() == decisions.select("record_id").distinct().count() == valid
+    won = {(r["run_id"], r["batch_id"]): r["count"]
+           for r in decisions.where("won").groupBy("run_id", "batch_id").count().collect()}
     batches = spark.read.format("delta").load(lake.path("_gridlake/batches")).collect()
-    assert len(truth) <= sum(r["upserted"] for r in batches) <= valid
+    assert {(r["run_id"], r["batch_id"]): r["upserted"] for r in batches if r["upserted"]} == won
+    assert len(truth) <= sum(won.values()) <= valid
 
 
 def _stream(landing: Path, lake: Path, *extra: str, **env: str) -> StreamProcess:
