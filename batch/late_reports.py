@@ -53,6 +53,7 @@ SUFFIXES = ((".jsonl.gz", LINES), (".jsonl", LINES), (".json", BATCH))
 RAW_SCHEMA = T.StructType(SOURCE_COLUMNS + RAW_COLUMNS)
 _CHUNK = 1 << 20
 _NOT_ZERO = re.compile(rb"[^\0]")
+_GZIP_MAGIC = b"\x1f\x8b"
 BYTES_PER_BATCH = 128 << 20
 
 
@@ -80,7 +81,10 @@ def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
     except UnicodeDecodeError as exc:  # an array breaks off where the bytes stop being UTF-8
         split = json_batch_elements(content[:exc.start]) if exc.start else None
         return None if split is None else (split[0], False)
-    decoder = json.JSONDecoder()
+    # Only where each element ends is needed: numbers are not converted (so a number too long
+    # for int() is no error).
+    decoder = json.JSONDecoder(parse_int=lambda _: None, parse_float=lambda _: None,
+                               parse_constant=lambda _: None)
     whitespace = " \t\n\r"
 
     def skip(i: int) -> int:
@@ -98,8 +102,10 @@ def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
     while True:
         try:
             _, end = decoder.raw_decode(text, i)
-        except (json.JSONDecodeError, RecursionError):  # malformed, or nested past Python's limit
+        except (ValueError, RecursionError):  # malformed, or nested past Python's limit
             return elements, False
+        if end == len(text) and text[i] in "-0123456789":  # a number the text ends in may
+            return elements, False                         # be cut short: not taken
         elements.append(text[i:end].encode("utf-8"))
         i = skip(end)
         if i < len(text) and text[i] == ",":
@@ -126,7 +132,7 @@ def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10
     at, number = 0, 0
     while (padding_end := _NOT_ZERO.search(content, at)) is not None:
         at, number = padding_end.start(), number + 1
-        member, trusted = zlib.decompressobj(wbits=31), len(out)
+        member, trusted, begins = zlib.decompressobj(wbits=31), len(out), at
         try:
             while not member.eof and at < len(view):
                 piece = view[at:at + chunk]
@@ -135,7 +141,7 @@ def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10
                     out.append(data)
                 at += len(piece) - len(member.unused_data)
         except zlib.error:
-            if number == 1 and not b"".join(out):
+            if number == 1 and bytes(view[begins:begins + 2]) != _GZIP_MAGIC:
                 return b"", "it is not gzip data; nothing of it was loaded"
             return b"".join(out[:trusted]), (
                 f"its gzip member {number} is corrupt; "

@@ -307,11 +307,13 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
     # batch is so classified against silver as its MERGE read it, and a crash between the
     # MERGE and the log append loses no decision (the log's own transaction id keeps a logged
     # batch from being logged twice).
-    commit = transaction_commit(spark, path, ctx.run_id, ctx.batch_id)
+    # The switch is checked here too, so a switched-off log costs no lookup or time travel.
+    logged = decision_log_enabled()
+    commit = (transaction_commit(spark, path, ctx.run_id, ctx.batch_id)
+              if logged or changed is None else None)
     if changed is None:
         changed = _rows_changed(commit)
-    # The switch is checked here too, so a switched-off log costs no time-travel read.
-    if decision_log_enabled() and commit is not None:
+    if logged and commit is not None:
         written, info = commit
         read = info.get("readVersion", written - 1)
         stored = (spark.read.format("delta").option("versionAsOf", read)

@@ -171,6 +171,8 @@ def test_a_json_batch_splits_into_the_exact_bytes_of_each_element():
     assert json_batch_elements('[{"n": "Zürich"}, {"n": "Zürich"}]'.encode()[:28]) == (
         [b'{"n": "Z\xc3\xbcrich"}'], False)
     assert json_batch_elements(b"[" * 200_000) == ([], False)  # nested past the recursion limit
+    assert json_batch_elements(b"[" + b"1" * 5000 + b", 2]") == ([b"1" * 5000, b"2"], True)
+    assert json_batch_elements(b'[{"a": 1}, 12') == ([b'{"a": 1}'], False)  # 12 may be cut
     for not_an_array in (b'{"id": "a"}', b"\xff[]", b""):
         assert json_batch_elements(not_an_array) is None, not_an_array
 
@@ -197,6 +199,8 @@ def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
         assert gunzip_prefix(first + bytes(damaged), chunk=64) == (
             b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
         assert gunzip_prefix(bytes(damaged), chunk=64) == (
+            b"", "its gzip member 1 is corrupt; nothing of it was loaded")
+        assert gunzip_prefix(bytes(damaged), keep=False) == (
             b"", "its gzip member 1 is corrupt; nothing of it was loaded")
     assert gunzip_prefix(b"not gzip at all") == (
         b"", "it is not gzip data; nothing of it was loaded")
