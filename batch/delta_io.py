@@ -11,14 +11,13 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from gridlake.lake import read_text, table_version
+from gridlake.lake import newest_commit
 from shared_schemas.tables import TableSpec
 
 T = TypeVar("T")
@@ -63,20 +62,6 @@ def replace_dates(df: DataFrame, path: str, column: str, dates: Iterable[dt.date
     writer.save(path)
 
 
-def commit_actions(spark, path: str, version: int,
-                   kinds: tuple[str, ...] = ("commitInfo", "txn")) -> list[dict]:
-    """The actions of these `kinds` in one commit of a Delta table, one dict each (empty when
-    the commit file is gone, e.g. cleaned up after a checkpoint).
-
-    Read from the commit file itself (one JSON line per action), where `DeltaTable.history`
-    loads a snapshot and runs Spark jobs. Only lines of the wanted kinds are parsed: a MERGE's
-    commit holds a line per file added or removed.
-    """
-    text = read_text(f"{path.rstrip('/')}/_delta_log/{version:020d}.json", spark)
-    wanted = tuple(f'{{"{kind}"' for kind in kinds)
-    return [json.loads(line) for line in (text or "").splitlines() if line.startswith(wanted)]
-
-
 def written_by(actions: list[dict], run_id: str) -> bool:
     """Whether a commit's actions name `run_id`: as its user metadata (`replace_dates`) or as
     the application id of its idempotent transaction (`txnAppId`, the write path's appends
@@ -85,45 +70,10 @@ def written_by(actions: list[dict], run_id: str) -> bool:
                or a.get("txn", {}).get("appId") == run_id for a in actions)
 
 
-def _newest_commit(spark, path: str, matches: Callable[[list[dict]], bool], last: int
-                   ) -> tuple[int, list[dict]] | None:
-    """The newest of the last `last` commits whose actions `matches`, with those actions.
-
-    Walks the commit files from the newest down and stops at the first match (no Spark job).
-    """
-    newest = table_version(spark, path)
-    if newest is None:
-        return None
-    for version in range(newest, max(newest - last, -1), -1):
-        actions = commit_actions(spark, path, version)
-        if matches(actions):
-            return version, actions
-    return None
-
-
 def commit_version(spark, path: str, run_id: str, last: int = 200) -> int | None:
     """The newest version among the last `last` commits that `run_id` wrote (`written_by`)."""
-    found = _newest_commit(spark, path, lambda actions: written_by(actions, run_id), last)
+    found = newest_commit(spark, path, lambda actions: written_by(actions, run_id), last)
     return None if found is None else found[0]
-
-
-def transaction_commit(spark, path: str, app_id: str, txn_version: int, last: int = 200
-                       ) -> tuple[int, dict] | None:
-    """The version and `commitInfo` of the commit that carried Delta's idempotent transaction
-    (`app_id`, `txn_version`), among the last `last` commits; None if not found.
-
-    What a replayed write, skipped by Delta, needs to report what its first attempt did: the
-    commit info holds the version it read (`readVersion`) and its `operationMetrics`.
-    """
-    def matches(actions: list[dict]) -> bool:
-        return any(a.get("txn", {}).get("appId") == app_id
-                   and a["txn"].get("version") == txn_version for a in actions)
-
-    found = _newest_commit(spark, path, matches, last)
-    if found is None:
-        return None
-    version, actions = found
-    return version, next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
 
 
 def read_at(spark, path: str, version: int | None = None) -> DataFrame:

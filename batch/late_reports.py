@@ -229,17 +229,17 @@ def inspect_file(path: Path) -> ReportFile:
     """Hash a file and find damage (a .gz that does not decompress to its end, a JSON array
     that breaks off); raises OSError if it cannot be read."""
     kind = report_kind(path.name) or LINES
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    damage = None
-    if path.name.endswith(".gz"):
-        damage = gunzip_prefix(path.read_bytes(), keep=False)[1]
-    elif kind == BATCH:
-        damage = batch_file_damage(path.read_bytes())
-    return ReportFile(path, kind, digest.hexdigest(), size, damage)
+    if kind == LINES and not path.name.endswith(".gz"):  # hashed as it streams by
+        digest, size = hashlib.sha256(), 0
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return ReportFile(path, kind, digest.hexdigest(), size)
+    content = path.read_bytes()  # read once, for the hash and the damage
+    damage = (batch_file_damage(content) if kind == BATCH
+              else gunzip_prefix(content, keep=False)[1])
+    return ReportFile(path, kind, hashlib.sha256(content).hexdigest(), len(content), damage)
 
 
 def spark_can_read(path: Path) -> bool:

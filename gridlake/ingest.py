@@ -26,9 +26,8 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from batch.delta_io import transaction_commit
 from gridlake.faults import crash_point
-from gridlake.lake import Lake, table_version
+from gridlake.lake import Lake, table_version, transaction_commit
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.spark import parse_and_validate

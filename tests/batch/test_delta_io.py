@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from batch.delta_io import dates_predicate, transaction_commit, written_by
+from batch.delta_io import dates_predicate, written_by
+from gridlake.lake import transaction_commit
 
 
 @pytest.mark.parametrize(("actions", "expected"), [
