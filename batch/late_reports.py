@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -116,10 +117,18 @@ def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
         return elements, False
 
 
-def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10
-                  ) -> tuple[bytes, str | None]:
-    """What of a gzip file can be trusted (b"" unless `keep`), and what is wrong with the rest
-    and what of it was kept (None: nothing is wrong).
+class Gunzipped(NamedTuple):
+    """What of a gzip file can be trusted (b"" unless asked for), what is wrong with the rest
+    and what of it was kept (None: nothing is wrong), and whether zeros pad its members (which
+    `gzip` reads and Hadoop's codec refuses)."""
+
+    data: bytes
+    damage: str | None
+    padded: bool = False
+
+
+def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10) -> Gunzipped:
+    """Decompress what can be trusted of a gzip file (see `Gunzipped`).
 
     Every member of a multi-member file is read, with the zero padding `gzip` allows between
     and after members. A file cut short gives everything before the cut (deflate's output up
@@ -129,8 +138,9 @@ def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10
     """
     view = memoryview(content)
     out: list[bytes] = []
-    at, number = 0, 0
+    at, number, padded = 0, 0, False
     while (padding_end := _NOT_ZERO.search(content, at)) is not None:
+        padded = padded or padding_end.start() > at
         at, number = padding_end.start(), number + 1
         member, trusted, begins = zlib.decompressobj(wbits=31), len(out), at
         try:
@@ -142,13 +152,17 @@ def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10
                 at += len(piece) - len(member.unused_data)
         except zlib.error:
             if number == 1 and bytes(view[begins:begins + 2]) != _GZIP_MAGIC:
-                return b"", "it is not gzip data; nothing of it was loaded"
-            return b"".join(out[:trusted]), (
+                return Gunzipped(b"", "it is not gzip data; nothing of it was loaded", padded)
+            return Gunzipped(b"".join(out[:trusted]), (
                 f"its gzip member {number} is corrupt; "
-                + ("the members before it were loaded" if number > 1 else "nothing of it was loaded"))
+                + ("the members before it were loaded" if number > 1 else "nothing of it was loaded")
+            ), padded)
         if not member.eof:
-            return b"".join(out), "its compressed data ends early; the lines before the cut were loaded"
-    return b"".join(out), None
+            return Gunzipped(b"".join(out), "its compressed data ends early; the lines before "
+                             "the cut were loaded", padded)
+    if number == 0 and content:  # zeros only
+        return Gunzipped(b"", "it is not gzip data; nothing of it was loaded")
+    return Gunzipped(b"".join(out), None, padded or at < len(content))
 
 
 def group_run_id(hashes: Iterable[str]) -> str:
@@ -202,6 +216,7 @@ class ReportFile:
     sha256: str
     size: int
     damage: str | None = None
+    padded: bool = False  # a .gz with zeros between or after members: read here, not by Hadoop
 
 
 def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -237,9 +252,11 @@ def inspect_file(path: Path) -> ReportFile:
                 size += len(chunk)
         return ReportFile(path, kind, digest.hexdigest(), size)
     content = path.read_bytes()  # read once, for the hash and the damage
-    damage = (batch_file_damage(content) if kind == BATCH
-              else gunzip_prefix(content, keep=False)[1])
-    return ReportFile(path, kind, hashlib.sha256(content).hexdigest(), len(content), damage)
+    sha256 = hashlib.sha256(content).hexdigest()
+    if kind == BATCH:
+        return ReportFile(path, kind, sha256, len(content), batch_file_damage(content))
+    unpacked = gunzip_prefix(content, keep=False)
+    return ReportFile(path, kind, sha256, len(content), unpacked.damage, unpacked.padded)
 
 
 def spark_can_read(path: Path) -> bool:
@@ -275,7 +292,8 @@ def read_reports(spark, files: list[ReportFile], names: dict[Path, str]) -> Data
     all of it (no line).
     """
     by_spark = [f for f in files
-                if f.kind == LINES and f.damage is None and spark_can_read(f.path)]
+                if f.kind == LINES and f.damage is None and not f.padded
+                and spark_can_read(f.path)]
     by_name: list[tuple[str, bytes]] = []
     rows: list[dict] = []
     for f in files:
@@ -286,7 +304,7 @@ def read_reports(spark, files: list[ReportFile], names: dict[Path, str]) -> Data
             rows.extend(batch_file_records(names[f.path], content))
             continue
         if f.path.name.endswith(".gz"):
-            lines, _ = gunzip_prefix(content)
+            lines = gunzip_prefix(content).data
         else:
             lines = content
         by_name.append((file_uri(spark, str(f.path)), lines))

@@ -181,12 +181,16 @@ def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
     text = b"".join(b"line %d of a late report\n" % i for i in range(5000))
     packed = gzip.compress(text)
     second = gzip.compress(b"second member\n")
-    assert gunzip_prefix(packed) == (text, None)
-    # Zero padding between and after members, as gzip itself reads it.
-    padded = packed + b"\0" * 3 + second + b"\0" * 8
-    assert gunzip_prefix(padded) == (gzip.decompress(padded), None)
-    assert gunzip_prefix(padded, keep=False) == (b"", None)
-    cut, why = gunzip_prefix(packed[: len(packed) // 2])
+    assert gunzip_prefix(packed) == (text, None, False)
+    assert gunzip_prefix(packed + second) == (text + b"second member\n", None, False)
+    # Zero padding between or after members, as gzip itself reads it (Hadoop's codec does not,
+    # so `padded` sends the file to gridlake's own reader).
+    for padded in (packed + b"\0" * 3 + second, packed + second + b"\0" * 8):
+        assert gunzip_prefix(padded) == (gzip.decompress(padded), None, True)
+        assert gunzip_prefix(padded, keep=False) == (b"", None, True)
+    assert gunzip_prefix(b"\0" * 10) == (b"", "it is not gzip data; nothing of it was loaded",
+                                         False)
+    cut, why, _ = gunzip_prefix(packed[: len(packed) // 2])
     assert why == "its compressed data ends early; the lines before the cut were loaded"
     assert 0 < len(cut) < len(text) and text.startswith(cut)
     # Corruption inside a member: only the members before it are trusted.
@@ -196,19 +200,19 @@ def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
     bad_crc = bytearray(packed)
     bad_crc[-6] ^= 1
     for damaged in (corrupt, bad_crc):
-        assert gunzip_prefix(first + bytes(damaged), chunk=64) == (
+        assert gunzip_prefix(first + bytes(damaged), chunk=64)[:2] == (
             b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
-        assert gunzip_prefix(bytes(damaged), chunk=64) == (
+        assert gunzip_prefix(bytes(damaged), chunk=64)[:2] == (
             b"", "its gzip member 1 is corrupt; nothing of it was loaded")
-        assert gunzip_prefix(bytes(damaged), keep=False) == (
+        assert gunzip_prefix(bytes(damaged), keep=False)[:2] == (
             b"", "its gzip member 1 is corrupt; nothing of it was loaded")
-    assert gunzip_prefix(b"not gzip at all") == (
+    assert gunzip_prefix(b"not gzip at all")[:2] == (
         b"", "it is not gzip data; nothing of it was loaded")
-    assert gunzip_prefix(first + b"trailing text") == (
+    assert gunzip_prefix(first + b"trailing text")[:2] == (
         b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
     # Many small members (a device that flushes often), the last one's trailer cut off.
     many = b"".join(gzip.compress(b"%d\n" % i, mtime=0) for i in range(20000))
-    assert gunzip_prefix(many[:-3]) == (
+    assert gunzip_prefix(many[:-3])[:2] == (
         b"".join(b"%d\n" % i for i in range(20000)),
         "its compressed data ends early; the lines before the cut were loaded")
 
@@ -235,6 +239,11 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
     array = b"[\n" + b",\n".join(map(X.dumps, d2)) + b"\n]\n"
     cut_array = array[: array.index(X.dumps(d2[20])) + 25]
     (folder / "cut.json").write_bytes(cut_array)
+    # Not damaged: two members with zero padding after each, which Hadoop's codec refuses.
+    d3 = X.hourly("D3", "S2", "meter", "2026-10-24T00:00:00+00:00", 40, seq0=7)
+    halves = [b"".join(X.dumps(e) + b"\n" for e in part) for part in (d3[:25], d3[25:])]
+    (folder / "padded.jsonl.gz").write_bytes(
+        b"".join(gzip.compress(half) + b"\0" * 512 for half in halves))
 
     # Independently: what zlib gives back in one call, split on newlines; whole elements.
     recovered = zlib.decompressobj(wbits=31).decompress(cut_gz)
@@ -244,11 +253,13 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
                for i, line in enumerate(gz_lines, start=1) if line.strip()]
     records += [oracle.Record(str(folder / "cut.json"), i, X.dumps(e))
                 for i, e in enumerate(d2[:20], start=1)]
+    records += [oracle.Record(str(folder / "padded.jsonl.gz"), i, X.dumps(e))
+                for i, e in enumerate(d3, start=1)]
     truth, invalid = oracle.silver_truth(records, X.now())
 
     status, out, err = cli("backfill", "--lake", lake.root, folder)
     assert status == 0
-    assert "2 found, 2 loaded, 0 already loaded (skipped), 2 damaged" in out
+    assert "3 found, 3 loaded, 0 already loaded (skipped), 2 damaged" in out
     assert err.splitlines() == [
         f"gridlake backfill: {folder / 'cut.json'}: its JSON array breaks off after element "
         "20; the elements before the break were loaded, and the whole file is kept in quarantine",
