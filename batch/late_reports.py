@@ -29,12 +29,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -42,19 +39,18 @@ from pyspark.sql import types as T
 
 from batch.rollups import RollupResult, rollup_changed
 from gridlake.errors import BadArgumentError
+from gridlake.gunzip import gunzip_prefix
 from gridlake.ingest import BatchResult, WriteContext, record_batch, write_batch
 from gridlake.lake import Lake, file_uri
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import RAW_COLUMNS, SOURCE_COLUMNS, loaded_files
-from streaming.sources import file_lines
+from streaming.sources import file_lines, file_records, read_files
 
 LINES, BATCH = "lines", "batch"
 SUFFIXES = ((".jsonl.gz", LINES), (".jsonl", LINES), (".json", BATCH))
 RAW_SCHEMA = T.StructType(SOURCE_COLUMNS + RAW_COLUMNS)
 _CHUNK = 1 << 20
-_NOT_ZERO = re.compile(rb"[^\0]")
-_GZIP_MAGIC = b"\x1f\x8b"
 BYTES_PER_BATCH = 128 << 20
 
 
@@ -117,54 +113,6 @@ def json_batch_elements(content: bytes) -> tuple[list[bytes], bool] | None:
         return elements, False
 
 
-class Gunzipped(NamedTuple):
-    """What of a gzip file can be trusted (b"" unless asked for), what is wrong with the rest
-    and what of it was kept (None: nothing is wrong), and whether zeros pad its members (which
-    `gzip` reads and Hadoop's codec refuses)."""
-
-    data: bytes
-    damage: str | None
-    padded: bool = False
-
-
-def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10) -> Gunzipped:
-    """Decompress what can be trusted of a gzip file (see `Gunzipped`).
-
-    Every member of a multi-member file is read, with the zero padding `gzip` allows between
-    and after members. A file cut short gives everything before the cut (deflate's output up
-    to there is exact). Corruption that zlib detects inside a member gives only the members
-    before it: where the damage starts cannot be told, so nothing of that member is trusted
-    (corruption that decodes up to the end of the file cannot be told from a cut).
-    """
-    view = memoryview(content)
-    out: list[bytes] = []
-    at, number, padded = 0, 0, False
-    while (padding_end := _NOT_ZERO.search(content, at)) is not None:
-        padded = padded or padding_end.start() > at
-        at, number = padding_end.start(), number + 1
-        member, trusted, begins = zlib.decompressobj(wbits=31), len(out), at
-        try:
-            while not member.eof and at < len(view):
-                piece = view[at:at + chunk]
-                data = member.decompress(piece)
-                if keep:
-                    out.append(data)
-                at += len(piece) - len(member.unused_data)
-        except zlib.error:
-            if number == 1 and bytes(view[begins:begins + 2]) != _GZIP_MAGIC:
-                return Gunzipped(b"", "it is not gzip data; nothing of it was loaded", padded)
-            return Gunzipped(b"".join(out[:trusted]), (
-                f"its gzip member {number} is corrupt; "
-                + ("the members before it were loaded" if number > 1 else "nothing of it was loaded")
-            ), padded)
-        if not member.eof:
-            return Gunzipped(b"".join(out), "its compressed data ends early; the lines before "
-                             "the cut were loaded", padded)
-    if number == 0 and content:  # zeros only
-        return Gunzipped(b"", "it is not gzip data; nothing of it was loaded")
-    return Gunzipped(b"".join(out), None, padded or at < len(content))
-
-
 def group_run_id(hashes: Iterable[str]) -> str:
     """The run id of loading these files: from the one file's hash, or from all of them."""
     hashes = sorted(set(hashes))
@@ -216,7 +164,6 @@ class ReportFile:
     sha256: str
     size: int
     damage: str | None = None
-    padded: bool = False  # a .gz with zeros between or after members: read here, not by Hadoop
 
 
 def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -255,8 +202,7 @@ def inspect_file(path: Path) -> ReportFile:
     sha256 = hashlib.sha256(content).hexdigest()
     if kind == BATCH:
         return ReportFile(path, kind, sha256, len(content), batch_file_damage(content))
-    unpacked = gunzip_prefix(content, keep=False)
-    return ReportFile(path, kind, sha256, len(content), unpacked.damage, unpacked.padded)
+    return ReportFile(path, kind, sha256, len(content), gunzip_prefix(content, keep=False)[1])
 
 
 def spark_can_read(path: Path) -> bool:
@@ -266,9 +212,8 @@ def spark_can_read(path: Path) -> bool:
 
 
 def _whole_files(spark, files: list[tuple[str, bytes]]) -> DataFrame:
-    """(path, content) frames built here for `file_lines`; bytes stay as they were sent."""
-    frame = spark.createDataFrame(files, "path string, content binary")
-    return frame.select("path", F.col("content").cast("string").alias("content"))
+    """(path, content) frames built here for the stream's readers; bytes as they were sent."""
+    return spark.createDataFrame(files, "path string, content binary")
 
 
 def source_names(spark, files: list[ReportFile]) -> dict[Path, str]:
@@ -286,39 +231,21 @@ def source_names(spark, files: list[ReportFile]) -> dict[Path, str]:
 def read_reports(spark, files: list[ReportFile], names: dict[Path, str]) -> DataFrame:
     """Raw records (bronze's source columns) of report files; `names` from `source_names`.
 
-    JSON-lines files are read by Spark (gzip through its codecs) and split by the stream's own
-    `file_lines`; batch files, damaged files and files whose names Spark cannot open are read
-    here (lines still split by `file_lines`). A damaged file also becomes one record holding
-    all of it (no line).
+    JSON-lines files, gzipped or not, damaged or not, go through the stream's own reader
+    (`read_files`, `file_records`): by Spark from their paths, or sent from here when Spark
+    cannot open their names. Batch files are split here.
     """
-    by_spark = [f for f in files
-                if f.kind == LINES and f.damage is None and not f.padded
-                and spark_can_read(f.path)]
-    by_name: list[tuple[str, bytes]] = []
-    rows: list[dict] = []
-    for f in files:
-        if f in by_spark:
-            continue
-        content = f.path.read_bytes()
-        if f.kind == BATCH:
-            rows.extend(batch_file_records(names[f.path], content))
-            continue
-        if f.path.name.endswith(".gz"):
-            lines = gunzip_prefix(content).data
-        else:
-            lines = content
-        by_name.append((file_uri(spark, str(f.path)), lines))
-        if f.damage is not None:
-            rows.append(_raw_record(names[f.path], None, content))
+    lines = [f for f in files if f.kind == LINES]
+    by_spark = [f for f in lines if spark_can_read(f.path)]
+    by_name = [(file_uri(spark, str(f.path)), f.path.read_bytes())
+               for f in lines if f not in by_spark]
+    rows = [record for f in files if f.kind == BATCH
+            for record in batch_file_records(names[f.path], f.path.read_bytes())]
     frames = [spark.createDataFrame(rows, RAW_SCHEMA)]
     if by_name:
-        frames.append(_whole_files(spark, by_name).transform(file_lines()))
+        frames.append(_whole_files(spark, by_name).transform(file_records()))
     if by_spark:
-        frames.append(spark.read.format("text").option("wholetext", "true")
-                      .load([str(f.path) for f in by_spark])
-                      .select(F.col("_metadata.file_path").alias("path"),
-                              F.col("value").alias("content"))
-                      .transform(file_lines()))
+        frames.append(read_files(spark, [str(f.path) for f in by_spark]))
     raw = frames[0]
     for frame in frames[1:]:
         raw = raw.unionByName(frame)

@@ -3,8 +3,8 @@
 One run, one generated fleet (cached under `benchmarks/.data`, keyed by its options), one
 SparkSession (`local[2]`, a 6g driver, UI off), measured side by side:
 
-- (a) **ceiling**: the landing files read exactly as `FileSource` reads them (whole-file text
-  split into lines by `file_lines`) and appended to a plain Delta table;
+- (a) **ceiling**: the landing files read exactly as `FileSource` reads them (`read_files`:
+  whole files split into lines by `file_lines`) and appended to a plain Delta table;
 - (a') the same ceiling as a stream (the same micro-batches, a plain Delta sink), to separate the
   cost of micro-batching from the cost of gridlake's work;
 - (b) **pipeline**: the real stream (`run_stream`, available-now, a fixed max files per trigger):
@@ -367,15 +367,10 @@ def merge_metrics(spark, path: str, limit: int | None = None) -> list[dict]:
 # -- the measurements --------------------------------------------------------------------------
 
 def _landing_files(spark, folder: Path):
-    """The landing folder as FileSource reads it, as a batch: whole files split into lines."""
-    from pyspark.sql import functions as F
+    """The landing folder as FileSource reads it, as a batch (`read_files`)."""
+    from streaming.sources import read_files
 
-    from streaming.sources import file_lines
-
-    return (spark.read.format("text").option("wholetext", "true")
-            .option("pathGlobFilter", "*.jsonl*").load(str(folder))
-            .select(F.col("_metadata.file_path").alias("path"), F.col("value").alias("content"))
-            .transform(file_lines()))
+    return read_files(spark, [str(folder)])
 
 
 def run_ceiling(spark, landing: Path, work: Path, events: int) -> dict:

@@ -83,6 +83,8 @@ class BatchResult:
     duplicates_or_stale: int = 0
     quarantined: int = 0
     event_dates: list[dt.date] = field(default_factory=list)
+    # Files held whole as one record (no line): damaged, or (a batch file) not an array.
+    whole_files: list[str] = field(default_factory=list)
     bronze_version: int | None = None
     silver_version: int | None = None
     quarantine_version: int | None = None
@@ -397,9 +399,12 @@ def upsert_from_bronze(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,
             F.count(F.when(F.size("reasons") > 0, 1)).alias("bad"),
             F.collect_set(F.when(F.size("reasons") == 0,
                                  F.to_date(contract.event_time_field))).alias("dates"),
+            F.collect_set(F.when((F.col("source_kind") == "file") & F.col("source_line").isNull(),
+                                 F.col("source_file"))).alias("whole_files"),
         ).first()
         result = BatchResult(ctx.run_id, ctx.batch_id, records_read=counts["read"],
-                             quarantined=counts["bad"], event_dates=sorted(counts["dates"]))
+                             quarantined=counts["bad"], event_dates=sorted(counts["dates"]),
+                             whole_files=sorted(counts["whole_files"]))
         if counts["bad"]:
             _append(validated.transform(quarantine_rows(contract, written_at)),
                     lake.path(quarantine_telemetry()), ctx, "quarantine")

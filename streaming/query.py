@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -125,14 +126,20 @@ def _quiet_streaming_logs(spark) -> None:
         "org.apache.spark.sql.execution.streaming", jvm.org.apache.logging.log4j.Level.OFF)
 
 
+def print_warning(text: str) -> None:
+    print(f"gridlake stream: {text}", file=sys.stderr, flush=True)
+
+
 def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
                   recover: bool = False, report: Callable[[str], None] = print,
-                  replays_up_to: int = 10**18, stopping: threading.Event | None = None
+                  replays_up_to: int = 10**18, stopping: threading.Event | None = None,
+                  warn: Callable[[str], None] = print_warning
                   ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: one micro-batch through the one write path.
 
     Batches after `replays_up_to` are known to be new, so they skip the replay check. Once
     `stopping` is set, a batch that starts raises `StopRequested` before writing anything.
+    Each landing file that could not be read to its end gets a sentence through `warn`.
     """
 
     def handle(batch: DataFrame, batch_id: int) -> None:
@@ -151,12 +158,16 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
         record_batch(spark, lake, result, ctx, contract)
         crash_point("after_batch_log", batch_id)
         report(result.line())
+        for name in result.whole_files:
+            warn(f"batch {batch_id}: {name} could not be read to its end (a damaged .gz); the "
+                 "lines before the damage were loaded, and the whole file is kept in quarantine")
 
     return handle
 
 
 def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
-               contract: Contract = CURRENT, report: Callable[[str], None] = print) -> None:
+               contract: Contract = CURRENT, report: Callable[[str], None] = print,
+               warn: Callable[[str], None] = print_warning) -> None:
     """Run the stream until stopped (SIGTERM/Ctrl-C end it after the current micro-batch),
     or, with `available_now`, until everything present at start is processed."""
     checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
@@ -167,7 +178,7 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
               .option("checkpointLocation", checkpoint)
               .foreachBatch(batch_handler(lake, run_id, source, contract, options.recover,
                                           report, last_planned_batch(spark, checkpoint),
-                                          stop_requested)))
+                                          stop_requested, warn)))
     if options.available_now:
         writer = writer.trigger(availableNow=True)
     else:

@@ -17,12 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from gridlake.errors import BadArgumentError
+from gridlake.gunzip import gunzip_prefix
 from shared_schemas.tables import HEADER_TYPE
 from streaming.kafka_uri import KafkaUri, parse_kafka_uri
+
+LANDING_GLOB = "*.jsonl*"  # the files a landing folder's readers take
 
 
 def _slug(text: str) -> str:
@@ -30,23 +33,37 @@ def _slug(text: str) -> str:
 
 
 def file_lines() -> Callable[[DataFrame], DataFrame]:
-    """Whole files (`path`, `content`) → one raw record per non-blank line, numbered from 1."""
+    """Whole files (`path`, `content`) → one raw record per non-blank line, numbered from 1.
+
+    A file with a `damaged` value (the file as received, set when its content could not be
+    read to the end) also gives that value as one more record, with no line number.
+    """
 
     def transform(files: DataFrame) -> DataFrame:
         # Latin-1 maps every byte to one character, so splitting on newlines and encoding back
         # gives each line's bytes exactly as received, even where they are not UTF-8.
-        as_chars = F.decode(F.col("content").cast("binary"), "ISO-8859-1")
-        lines = files.select(
-            F.regexp_replace("path", "^file:(//)?", "").alias("path"),
-            F.posexplode(F.split(as_chars, "\n")).alias("pos", "line"))
-        return (lines
-                .where(F.trim(F.col("line")) != "")
+        def chars(column: str) -> Column:
+            return F.decode(F.col(column).cast("binary"), "ISO-8859-1")
+
+        whole = chars("damaged") if "damaged" in files.columns else F.lit(None).cast("string")
+        staged = files.select(F.regexp_replace("path", "^file:(//)?", "").alias("path"),
+                              F.split(chars("content"), "\n").alias("_lines"),
+                              whole.alias("_whole"))
+        pieces = F.when(F.col("_whole").isNull(), F.col("_lines")).otherwise(
+            F.concat("_lines", F.array("_whole")))
+        exploded = staged.select("path", F.size("_lines").alias("_n"),
+                                 F.posexplode(pieces).alias("pos", "line"))
+        is_whole = F.col("pos") >= F.col("_n")
+        line = F.when(~is_whole, F.col("pos") + 1).cast("long")
+        return (exploded
+                .where(is_whole | (F.trim(F.col("line")) != ""))
                 .select(
-                    F.concat(F.lit("file:"), F.col("path"), F.lit("#"),
-                             (F.col("pos") + 1).cast("string")).alias("record_id"),
+                    F.concat(F.lit("file:"), F.col("path"), F.when(
+                        ~is_whole, F.concat(F.lit("#"), line.cast("string"))).otherwise(F.lit(""))
+                    ).alias("record_id"),
                     F.lit("file").alias("source_kind"),
                     F.col("path").alias("source_file"),
-                    (F.col("pos") + 1).cast("long").alias("source_line"),
+                    line.alias("source_line"),
                     F.lit(None).cast("string").alias("kafka_topic"),
                     F.lit(None).cast("int").alias("kafka_partition"),
                     F.lit(None).cast("long").alias("kafka_offset"),
@@ -57,6 +74,48 @@ def file_lines() -> Callable[[DataFrame], DataFrame]:
                 ))
 
     return transform
+
+
+def _gunzip(content: bytearray | None) -> tuple[bytes, str | None] | None:
+    """A Spark UDF's body: `gunzip_prefix` of a file's bytes (null in, null out)."""
+    return None if content is None else gunzip_prefix(bytes(content))
+
+
+def file_records() -> Callable[[DataFrame], DataFrame]:
+    """Landing files as bytes (`path`, `content`) → raw records, as `file_lines` splits them.
+
+    A `.gz` is decompressed by `gunzip_prefix`, not by Hadoop's codec, whose failure on one
+    damaged file fails its whole batch (and a stream on every restart). A `.gz` that does not
+    decompress to its end gives the lines before the damage, and the whole file as received as
+    one more record (no line), which the rules quarantine.
+    """
+
+    def transform(files: DataFrame) -> DataFrame:
+        gunzip = F.udf(_gunzip, "struct<data: binary, damage: string>", useArrow=False)
+        is_gz = F.col("path").endswith(".gz")
+        unpacked = files.select("path", "content",
+                                gunzip(F.when(is_gz, F.col("content"))).alias("_gz"))
+        return (unpacked
+                .select("path",
+                        F.when(is_gz, F.col("_gz.data")).otherwise(F.col("content"))
+                        .alias("content"),
+                        F.when(F.col("_gz.damage").isNotNull(), F.col("content"))
+                        .alias("damaged"))
+                .transform(file_lines()))
+
+    return transform
+
+
+def _named(files: DataFrame) -> DataFrame:
+    """binaryFile rows → (`path`, `content`), the path spelled as Spark's text source did."""
+    return files.select(F.col("_metadata.file_path").alias("path"), "content")
+
+
+def read_files(spark, paths: list[str]) -> DataFrame:
+    """Raw records of JSON-lines files (`.jsonl`, `.jsonl.gz`: these files, and those directly
+    in these folders), read as the stream reads its landing folder."""
+    files = spark.read.format("binaryFile").option("pathGlobFilter", LANDING_GLOB).load(paths)
+    return _named(files).transform(file_records())
 
 
 def kafka_records() -> Callable[[DataFrame], DataFrame]:
@@ -98,14 +157,12 @@ class FileSource:
         return f"files-{_slug(Path(self.directory).name)}-{digest}"
 
     def read_stream(self, spark) -> DataFrame:
-        files = (spark.readStream.format("text")
-                 .option("wholetext", "true")
-                 .option("pathGlobFilter", "*.jsonl*")
+        files = (spark.readStream.format("binaryFile")
+                 .schema("path string, modificationTime timestamp, length long, content binary")
+                 .option("pathGlobFilter", LANDING_GLOB)
                  .option("maxFilesPerTrigger", self.max_files_per_trigger)
-                 .load(self.directory)
-                 .select(F.col("_metadata.file_path").alias("path"),
-                         F.col("value").alias("content")))
-        return files.transform(file_lines())
+                 .load(self.directory))
+        return _named(files).transform(file_records())
 
 
 @dataclass(frozen=True)

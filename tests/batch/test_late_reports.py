@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 from pyspark.sql import functions as F
 
-from batch.late_reports import ReportFile, _groups, gunzip_prefix, json_batch_elements
+from batch.late_reports import ReportFile, _groups, json_batch_elements
+from gridlake.gunzip import gunzip_prefix
 from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
@@ -181,16 +182,14 @@ def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
     text = b"".join(b"line %d of a late report\n" % i for i in range(5000))
     packed = gzip.compress(text)
     second = gzip.compress(b"second member\n")
-    assert gunzip_prefix(packed) == (text, None, False)
-    assert gunzip_prefix(packed + second) == (text + b"second member\n", None, False)
-    # Zero padding between or after members, as gzip itself reads it (Hadoop's codec does not,
-    # so `padded` sends the file to gridlake's own reader).
+    assert gunzip_prefix(packed) == (text, None)
+    assert gunzip_prefix(packed + second) == (text + b"second member\n", None)
+    # Zero padding between or after members, as gzip itself reads it (Hadoop's codec does not).
     for padded in (packed + b"\0" * 3 + second, packed + second + b"\0" * 8):
-        assert gunzip_prefix(padded) == (gzip.decompress(padded), None, True)
-        assert gunzip_prefix(padded, keep=False) == (b"", None, True)
-    assert gunzip_prefix(b"\0" * 10) == (b"", "it is not gzip data; nothing of it was loaded",
-                                         False)
-    cut, why, _ = gunzip_prefix(packed[: len(packed) // 2])
+        assert gunzip_prefix(padded) == (gzip.decompress(padded), None)
+        assert gunzip_prefix(padded, keep=False) == (b"", None)
+    assert gunzip_prefix(b"\0" * 10) == (b"", "it is not gzip data; nothing of it was loaded")
+    cut, why = gunzip_prefix(packed[: len(packed) // 2])
     assert why == "its compressed data ends early; the lines before the cut were loaded"
     assert 0 < len(cut) < len(text) and text.startswith(cut)
     # Corruption inside a member: only the members before it are trusted.
@@ -200,19 +199,19 @@ def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
     bad_crc = bytearray(packed)
     bad_crc[-6] ^= 1
     for damaged in (corrupt, bad_crc):
-        assert gunzip_prefix(first + bytes(damaged), chunk=64)[:2] == (
+        assert gunzip_prefix(first + bytes(damaged), chunk=64) == (
             b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
-        assert gunzip_prefix(bytes(damaged), chunk=64)[:2] == (
+        assert gunzip_prefix(bytes(damaged), chunk=64) == (
             b"", "its gzip member 1 is corrupt; nothing of it was loaded")
-        assert gunzip_prefix(bytes(damaged), keep=False)[:2] == (
+        assert gunzip_prefix(bytes(damaged), keep=False) == (
             b"", "its gzip member 1 is corrupt; nothing of it was loaded")
-    assert gunzip_prefix(b"not gzip at all")[:2] == (
+    assert gunzip_prefix(b"not gzip at all") == (
         b"", "it is not gzip data; nothing of it was loaded")
-    assert gunzip_prefix(first + b"trailing text")[:2] == (
+    assert gunzip_prefix(first + b"trailing text") == (
         b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
     # Many small members (a device that flushes often), the last one's trailer cut off.
     many = b"".join(gzip.compress(b"%d\n" % i, mtime=0) for i in range(20000))
-    assert gunzip_prefix(many[:-3])[:2] == (
+    assert gunzip_prefix(many[:-3]) == (
         b"".join(b"%d\n" % i for i in range(20000)),
         "its compressed data ends early; the lines before the cut were loaded")
 
