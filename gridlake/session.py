@@ -196,6 +196,9 @@ def spark_session(app_name: str = "gridlake", master: str | None = None,
         # On a cluster the driver must be reachable by the executors: there SPARK_LOCAL_IP
         # (or Spark's own choice of this host's address) decides, never a loopback default.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (the .gz reader's UDF) start PYSPARK_PYTHON, else whatever `python3` is
+    # on the PATH: the driver's own interpreter is the one known to hold pyspark.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder

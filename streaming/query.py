@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -159,8 +160,9 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
         crash_point("after_batch_log", batch_id)
         report(result.line())
         for name in result.whole_files:
-            warn(f"batch {batch_id}: {name} could not be read to its end (a damaged .gz); the "
-                 "lines before the damage were loaded, and the whole file is kept in quarantine")
+            warn(f"batch {batch_id}: {unquote(name)} is a damaged .gz: the lines that "
+                 "decompressed before the damage were loaded, and the whole file is kept as one "
+                 "more record, without a line number")
 
     return handle
 

@@ -17,15 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyspark import cloudpickle
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from gridlake import gunzip
 from gridlake.errors import BadArgumentError
-from gridlake.gunzip import gunzip_prefix
 from shared_schemas.tables import HEADER_TYPE
 from streaming.kafka_uri import KafkaUri, parse_kafka_uri
 
-LANDING_GLOB = "*.jsonl*"  # the files a landing folder's readers take
+LANDING_GLOB = "*.{jsonl,jsonl.gz}"  # the files a landing folder's readers take
 
 
 def _slug(text: str) -> str:
@@ -76,25 +77,22 @@ def file_lines() -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def _gunzip(content: bytearray | None) -> tuple[bytes, str | None] | None:
-    """A Spark UDF's body: `gunzip_prefix` of a file's bytes (null in, null out)."""
-    return None if content is None else gunzip_prefix(bytes(content))
-
-
 def file_records() -> Callable[[DataFrame], DataFrame]:
     """Landing files as bytes (`path`, `content`) → raw records, as `file_lines` splits them.
 
-    A `.gz` is decompressed by `gunzip_prefix`, not by Hadoop's codec, whose failure on one
+    A `.gz` is decompressed by `gridlake.gunzip`, not by Hadoop's codec, whose failure on one
     damaged file fails its whole batch (and a stream on every restart). A `.gz` that does not
     decompress to its end gives the lines before the damage, and the whole file as received as
     one more record (no line), which the rules quarantine.
     """
 
     def transform(files: DataFrame) -> DataFrame:
-        gunzip = F.udf(_gunzip, "struct<data: binary, damage: string>", useArrow=False)
+        # By value: executors need no gridlake install to run it, only Python.
+        cloudpickle.register_pickle_by_value(gunzip)
+        unpack = F.udf(gunzip.unpack, "struct<data: binary, damage: string>", useArrow=False)
         is_gz = F.col("path").endswith(".gz")
         unpacked = files.select("path", "content",
-                                gunzip(F.when(is_gz, F.col("content"))).alias("_gz"))
+                                unpack(F.when(is_gz, F.col("content"))).alias("_gz"))
         return (unpacked
                 .select("path",
                         F.when(is_gz, F.col("_gz.data")).otherwise(F.col("content"))

@@ -13,7 +13,7 @@ from batch.late_reports import backfill
 from batch.rollups import rollup_changed
 from batch.sites import load_sites
 from gridlake.ingest import WriteContext, record_batch, write_batch
-from streaming.sources import file_lines
+from streaming.sources import read_files
 from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import rows_by, silver_winners, table, winners
@@ -23,10 +23,7 @@ from tests.conftest import FLEET_ARGS
 def stream_batches(spark, lake, groups):
     """What the stream's foreachBatch does, one micro-batch per group of landing files."""
     for batch_id, files in enumerate(groups):
-        raw = (spark.read.format("text").option("wholetext", "true")
-               .load([str(p) for p in files])
-               .select(F.col("_metadata.file_path").alias("path"), F.col("value").alias("content"))
-               .transform(file_lines()))
+        raw = read_files(spark, [str(p) for p in files])
         ctx = WriteContext.now(run_id="stream-beside-batch", batch_id=batch_id, kind="stream",
                                source="files:test")
         record_batch(spark, lake, write_batch(spark, lake, raw, ctx), ctx)

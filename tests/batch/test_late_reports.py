@@ -209,6 +209,13 @@ def test_gunzip_prefix_keeps_what_decompresses_before_the_damage():
         b"", "it is not gzip data; nothing of it was loaded")
     assert gunzip_prefix(first + b"trailing text") == (
         b"first member\n", "its gzip member 2 is corrupt; the members before it were loaded")
+    # Past the limit (a decompression bomb, or one huge file): its first `limit` bytes only.
+    bomb = gzip.compress(b"x\n" * 100_000) * 2
+    for chunk in (7, 64 << 10):
+        assert gunzip_prefix(bomb, chunk=chunk, limit=1001) == (b"x\n" * 500 + b"x", (
+            "it decompresses to more than 1,001 bytes; the lines in its first 1,001 bytes "
+            "were loaded"))
+        assert gunzip_prefix(bomb, chunk=chunk, limit=400_000) == (b"x\n" * 200_000, None)
     # Many small members (a device that flushes often), the last one's trailer cut off.
     many = b"".join(gzip.compress(b"%d\n" % i, mtime=0) for i in range(20000))
     assert gunzip_prefix(many[:-3]) == (

@@ -92,12 +92,9 @@ def test_replaying_a_committed_batch_changes_nothing(spark, small_fleet, streame
     versions = {s.path: _version(spark, lake, s) for s in tables}
     [logged] = (spark.read.format("delta").load(lake.path(batch_log()))
                 .where((F.col("run_id") == run_id) & (F.col("batch_id") == 0)).collect())
-    files = spark.read.format("text").option("wholetext", "true").load(
-        str(small_fleet / "stream")).select(
-        F.col("_metadata.file_path").alias("path"), F.col("value").alias("content"))
-    from streaming.sources import file_lines
+    from streaming.sources import read_files
     ctx = WriteContext.now(run_id=run_id, batch_id=0, kind="stream", source=source.name)
-    result = write_batch(spark, lake, files.transform(file_lines()), ctx)
+    result = write_batch(spark, lake, read_files(spark, [str(small_fleet / "stream")]), ctx)
     # Nothing written again; the replay reports what the batch's committed MERGE did.
     assert versions == {s.path: _version(spark, lake, s) for s in tables}
     assert result.replayed and result.upserted == logged["upserted"] > 0
