@@ -45,10 +45,11 @@ from gridlake.lake import Lake, file_uri
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import RAW_COLUMNS, SOURCE_COLUMNS, loaded_files
+from streaming.produce import RECORD_SUFFIXES
 from streaming.sources import file_lines, file_records, read_files
 
 LINES, BATCH = "lines", "batch"
-SUFFIXES = ((".jsonl.gz", LINES), (".jsonl", LINES), (".json", BATCH))
+SUFFIXES = (*((suffix, LINES) for suffix in RECORD_SUFFIXES), (".json", BATCH))
 RAW_SCHEMA = T.StructType(SOURCE_COLUMNS + RAW_COLUMNS)
 _CHUNK = 1 << 20
 BYTES_PER_BATCH = 128 << 20

@@ -25,8 +25,10 @@ from gridlake import gunzip
 from gridlake.errors import BadArgumentError
 from shared_schemas.tables import HEADER_TYPE
 from streaming.kafka_uri import KafkaUri, parse_kafka_uri
+from streaming.produce import RECORD_SUFFIXES
 
-LANDING_GLOB = "*.{jsonl,jsonl.gz}"  # the files a landing folder's readers take
+# The files a landing folder's readers take (Hadoop's glob of the producer's file rule).
+LANDING_GLOB = "*.{" + ",".join(suffix.lstrip(".") for suffix in RECORD_SUFFIXES) + "}"
 
 
 def _slug(text: str) -> str:

@@ -298,6 +298,6 @@ def test_bad_arguments_exit_1_with_one_sentence(cli, tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("not a report")
     status, out, err = cli("backfill", "--lake", tmp_path / "lake", tmp_path / "empty")
     assert (status, out, err.count("\n")) == (1, "", 1)
-    assert "no late reports (.jsonl.gz, .jsonl, .json files) in" in err
+    assert "no late reports (.jsonl, .jsonl.gz, .json files) in" in err
     assert err.rstrip().endswith("nothing to load")
     assert not (tmp_path / "lake").exists()
