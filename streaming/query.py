@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ from gridlake.ingest import WriteContext, record_batch, write_batch
 from gridlake.lake import Lake, hadoop_fs, read_text, write_text
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import batch_log, bronze_telemetry
-from streaming.sources import Source
+from streaming.produce import RECORD_SUFFIXES
+from streaming.sources import FileSource, Source
 
 IDENTITY_FILE = "gridlake.json"
+# How often a running stream lists its landing folder for files it will never read.
+UNREAD_CHECK_SECONDS = 60.0
 RECOVERY_DOC = "docs/operations.md#lost-checkpoint"
 
 
@@ -131,16 +135,51 @@ def print_warning(text: str) -> None:
     print(f"gridlake stream: {text}", file=sys.stderr, flush=True)
 
 
+def unread_sentence(directory: str, names: list[str], shown: int = 5) -> str:
+    """The warning for entries of a landing folder the stream will never read."""
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
+                                         if len(names) > shown else "")
+    return (f"{len(names)} file(s) or folder(s) in {directory} will not be read, because the "
+            f"stream reads only the {' and '.join(RECORD_SUFFIXES)} files directly in it: "
+            f"{listed} (a CloudEvents batch array, .json, loads with gridlake backfill)")
+
+
+class UnreadFiles:
+    """Names, once each, the files and folders in a landing folder that the stream will never
+    read: at start-up, then after a micro-batch when `every` seconds have passed since the
+    last look.
+
+    Spark's file source passes over them without a word; a producer writing `.json`,
+    `.jsonl.bz2` or into a subfolder would otherwise lose its data silently."""
+
+    def __init__(self, source: FileSource, warn: Callable[[str], None],
+                 every: float = UNREAD_CHECK_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.source, self.warn, self.every, self.clock = source, warn, every, clock
+        self.named: set[str] = set()
+        self.looked_at: float | None = None
+
+    def check(self, spark) -> None:
+        now = self.clock()
+        if self.looked_at is not None and now - self.looked_at < self.every:
+            return
+        self.looked_at = now
+        new = [n for n in self.source.unread_files(spark) if n not in self.named]
+        if new:
+            self.named.update(new)
+            self.warn(unread_sentence(self.source.directory, new))
+
+
 def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
                   recover: bool = False, report: Callable[[str], None] = print,
                   replays_up_to: int = 10**18, stopping: threading.Event | None = None,
-                  warn: Callable[[str], None] = print_warning
-                  ) -> Callable[[DataFrame, int], None]:
+                  warn: Callable[[str], None] = print_warning,
+                  unread: UnreadFiles | None = None) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: one micro-batch through the one write path.
 
     Batches after `replays_up_to` are known to be new, so they skip the replay check. Once
     `stopping` is set, a batch that starts raises `StopRequested` before writing anything.
-    Each landing file that could not be read to its end gets a sentence through `warn`.
+    Each landing file that could not be read to its end gets a sentence through `warn`, and
+    so do files the stream will never read (`unread`).
     """
 
     def handle(batch: DataFrame, batch_id: int) -> None:
@@ -163,6 +202,8 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
             warn(f"batch {batch_id}: {unquote(name)} is a damaged .gz: the lines that "
                  "decompressed before the damage were loaded, and the whole file is kept as one "
                  "more record, without a line number")
+        if unread is not None:
+            unread.check(spark)
 
     return handle
 
@@ -175,12 +216,13 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
     run_id = checkpoint_run_id(spark, lake, source, checkpoint, options.recover)
     stop_requested = threading.Event()
+    unread = UnreadFiles(source, warn) if isinstance(source, FileSource) else None
     writer = (source.read_stream(spark).writeStream
               .queryName(f"gridlake-{source.slug}")
               .option("checkpointLocation", checkpoint)
               .foreachBatch(batch_handler(lake, run_id, source, contract, options.recover,
                                           report, last_planned_batch(spark, checkpoint),
-                                          stop_requested, warn)))
+                                          stop_requested, warn, unread)))
     if options.available_now:
         writer = writer.trigger(availableNow=True)
     else:
@@ -193,6 +235,8 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         report(f"streaming {source.name} into {lake.root} (run {run_id}, checkpoint {checkpoint})")
+        if unread is not None:
+            unread.check(spark)
         query = writer.start()
         while query.isActive:
             if stop_requested.is_set() and not query.status.get("isTriggerActive", False):

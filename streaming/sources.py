@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +23,39 @@ from pyspark.sql import functions as F
 
 from gridlake import gunzip
 from gridlake.errors import BadArgumentError
+from gridlake.lake import hadoop_fs
 from shared_schemas.tables import HEADER_TYPE
 from streaming.kafka_uri import KafkaUri, parse_kafka_uri
 from streaming.produce import RECORD_SUFFIXES
 
 # The files a landing folder's readers take (Hadoop's glob of the producer's file rule).
 LANDING_GLOB = "*.{" + ",".join(suffix.lstrip(".") for suffix in RECORD_SUFFIXES) + "}"
+_GLOB_CHARACTERS = re.compile(r"([\\*?\[\]{}])")
+
+
+def glob_escaped(path: str) -> str:
+    """`path` for a Spark file source, which reads `*?[]{}` as Hadoop glob patterns: each of
+    them (and the backslash) escaped, so a folder named `in[1]` is that folder."""
+    return _GLOB_CHARACTERS.sub(r"\\\1", path)
+
+
+def landing_pattern(directory: str) -> str:
+    """The Spark path of a landing folder's record files: those directly in it.
+
+    A pattern of files, not the folder: given a folder, Spark would also read subfolders named
+    like partitions (`day=2026-11-01/`), leave the folder's own files unread beside them, and
+    fail on a mix of such layouts.
+    """
+    return f"{glob_escaped(directory.rstrip('/'))}/{LANDING_GLOB}"
+
+
+def unread_names(names: Iterable[str]) -> list[str]:
+    """The entries of a landing folder (folders named with a trailing `/`) that its readers
+    never take, sorted: neither a record file (`RECORD_SUFFIXES`, `landing_pattern`) nor
+    hidden (a name starting with `.` or `_`, which Spark's file sources skip: an upload in
+    progress, a marker file)."""
+    return sorted(n for n in names
+                  if not n.endswith(RECORD_SUFFIXES) and not n.startswith((".", "_")))
 
 
 def _slug(text: str) -> str:
@@ -112,9 +139,14 @@ def _named(files: DataFrame) -> DataFrame:
 
 
 def read_files(spark, paths: list[str]) -> DataFrame:
-    """Raw records of JSON-lines files (`.jsonl`, `.jsonl.gz`: these files, and those directly
-    in these folders), read as the stream reads its landing folder."""
-    files = spark.read.format("binaryFile").option("pathGlobFilter", LANDING_GLOB).load(paths)
+    """Raw records of JSON-lines files (these files, and the `.jsonl` and `.jsonl.gz` files
+    directly in these folders), read as the stream reads its landing folder."""
+
+    def pattern(path: str) -> str:
+        fs, hpath = hadoop_fs(spark, path)
+        return landing_pattern(path) if fs.isDirectory(hpath) else glob_escaped(path)
+
+    files = spark.read.format("binaryFile").load([pattern(p) for p in paths])
     return _named(files).transform(file_records())
 
 
@@ -159,10 +191,18 @@ class FileSource:
     def read_stream(self, spark) -> DataFrame:
         files = (spark.readStream.format("binaryFile")
                  .schema("path string, modificationTime timestamp, length long, content binary")
-                 .option("pathGlobFilter", LANDING_GLOB)
                  .option("maxFilesPerTrigger", self.max_files_per_trigger)
-                 .load(self.directory))
+                 .load(landing_pattern(self.directory)))
         return _named(files).transform(file_records())
+
+    def unread_files(self, spark) -> list[str]:
+        """The files and folders (`name/`) in the folder whose records the stream will never
+        read (`unread_names`); none when the folder does not exist (yet)."""
+        fs, folder = hadoop_fs(spark, self.directory)
+        if not fs.exists(folder):
+            return []
+        return unread_names(s.getPath().getName() + ("/" if s.isDirectory() else "")
+                            for s in fs.listStatus(folder))
 
 
 @dataclass(frozen=True)
@@ -205,6 +245,13 @@ def parse_source(text: str, max_files_per_trigger: int = 64,
         directory = Path(rest).resolve()
         if not directory.is_dir():
             raise BadArgumentError(f"source folder {rest!r} does not exist or is not a folder")
+        if _GLOB_CHARACTERS.search(str(directory)):
+            # Spark's streaming file source reads each file once per file in such a folder,
+            # even with the characters escaped.
+            raise BadArgumentError(
+                f"source folder {str(directory)!r} has one of the characters *?[]{{}}\\ in its "
+                "path, which Spark's streaming file source reads as a pattern: stream from a "
+                "folder whose path has none of them")
         return FileSource(str(directory), max_files_per_trigger)
     if scheme == "kafka" and rest:
         return KafkaSource(parse_kafka_uri(text),

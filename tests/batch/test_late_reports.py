@@ -31,7 +31,8 @@ def write_reports(folder):
     (folder / "a.jsonl").write_bytes(
         b"\n".join([*map(X.dumps, d1[:40]), b"not json at all", b"", X.dumps(bad_power),
                     *map(X.dumps, d1[40:])]) + b"\n")
-    (folder / "b.jsonl.gz").write_bytes(gzip.compress(b"\n".join(map(X.dumps, d2)) + b"\n"))
+    (folder / "b [1]{x}.jsonl.gz").write_bytes(  # glob characters: still a plain name
+        gzip.compress(b"\n".join(map(X.dumps, d2)) + b"\n"))
     (folder / "c.json").write_bytes(b"[\n" + b",\n".join(map(X.dumps, d3)) + b"\n]\n")
     (folder / "d.json").write_bytes(b'{"specversion": "1.0", "id": ')
     correction = X.event("D1", "S1", "battery", d1[29]["time"], 1000, -321.5, soc=12.0)
@@ -106,7 +107,7 @@ def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
     assert {("c.json", 1), ("c.json", 72), ("d.json", None)} <= lines
     loaded = rows_by(spark, lake, "_gridlake/loaded_files", "path")
     assert {p.rsplit("/", 1)[-1]: r["records"] for (p,), r in loaded.items()} == {
-        "a.jsonl": 74, "b.jsonl.gz": 72, "c.json": 72, "d.json": 1, "e:x.jsonl": 6}
+        "a.jsonl": 74, "b [1]{x}.jsonl.gz": 72, "c.json": 72, "d.json": 1, "e:x.jsonl": 6}
 
     silver_before = versions(spark, lake, "silver/readings")
     gold_before = gold_devices(spark, lake)

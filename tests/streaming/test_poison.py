@@ -134,6 +134,14 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     padded.write_bytes(b"".join(gzip.compress(part) + b"\0" * 512 for part in (
         texts[to_pad][:half], texts[to_pad][half:])))
 
+    # Files the stream never reads, here or in subfolders (one named like a partition, which
+    # Spark would read instead of the folder's own files): named once on stderr; hidden ones
+    # (uploads in progress, markers) are not named.
+    for name in ("batch.json", "readings.jsonl.bz2", ".upload.jsonl", "_SUCCESS",
+                 "day=2026-11-01/r.jsonl", "old/r.jsonl"):
+        (landing / name).parent.mkdir(exist_ok=True)
+        (landing / name).write_bytes(texts[to_cut])
+
     # Independently: what one-shot zlib gives back of the cut file; the corrupt file's first
     # member; every line of the padded and the plain file.
     records = [*_lines(zlib.decompressobj(wbits=31).decompress(cut.read_bytes()), cut),
@@ -154,6 +162,10 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     lake = open_lake(str(tmp_path / "lake"), spark=spark)
     warnings = [line.removeprefix("gridlake stream: ") for line in run.stderr.splitlines()
                 if line.startswith("gridlake stream: ")]
+    assert warnings.pop(0) == (
+        f"4 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
+        "the .jsonl and .jsonl.gz files directly in it: batch.json, day=2026-11-01/, old/, "
+        "readings.jsonl.bz2 (a CloudEvents batch array, .json, loads with gridlake backfill)")
     assert sorted(w.split(": ", 1)[1] for w in warnings) == [
         f"{path} is a damaged .gz: the lines that decompressed before the damage were loaded, "
         "and the whole file is kept as one more record, without a line number"
