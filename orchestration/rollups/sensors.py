@@ -88,7 +88,7 @@ def silver_changes_sensor(job,
                                             tags={SILVER_VERSIONS_TAG: span})
                     for a, b in consecutive_ranges(wanted)]
         if not requests:
-            return SensorResult(skip_message=f"silver versions {span} changed no rollup "
+            return SensorResult(skip_reason=f"silver versions {span} changed no rollup "
                                              "partition", cursor=str(version))
         return SensorResult(run_requests=requests, cursor=str(version))
 

@@ -44,7 +44,7 @@ def stream_progress_sensor(freshness_minutes: int, interval_seconds: int = 60,
             events.append(freshness)
         cursor = json.dumps({"versions": versions, "fresh": freshness.passed}, sort_keys=True)
         if not events:
-            return SensorResult(skip_message="no table changed since the last tick",
+            return SensorResult(skip_reason="no table changed since the last tick",
                                 cursor=cursor)
         return SensorResult(asset_events=events, cursor=cursor)
 

@@ -99,6 +99,7 @@ def test_stream_tables_are_observed_with_version_rows_and_last_batch(
     with build_sensor_context(resources=resources(streamed_lake), cursor=first.cursor) as context:
         again = sensor(context)
     assert again.asset_events == [] and again.cursor == first.cursor
+    assert again.skip_reason.skip_message == "no table changed since the last tick"
 
 
 def test_stream_checks_pass_on_a_streamed_lake_with_the_oracles_counts(
