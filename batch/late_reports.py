@@ -27,8 +27,10 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +48,14 @@ from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import RAW_COLUMNS, SOURCE_COLUMNS, loaded_files
 from streaming.produce import RECORD_SUFFIXES
-from streaming.sources import file_lines, file_records, read_files
+from streaming.sources import (
+    MAX_FILE_BYTES,
+    file_lines,
+    file_records,
+    read_files,
+    too_large_sentence,
+    unread_names,
+)
 
 LINES, BATCH = "lines", "batch"
 SUFFIXES = (*((suffix, LINES) for suffix in RECORD_SUFFIXES), (".json", BATCH))
@@ -188,10 +197,26 @@ def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
+def passed_over(paths: Iterable[str | Path]) -> list[str]:
+    """What backfill leaves alone in the folders among `paths`: files that are not late
+    reports and subfolders (named with a trailing `/`), not those whose name starts with a dot
+    (an upload in progress)."""
+    suffixes = tuple(suffix for suffix, _ in SUFFIXES)
+    found = []
+    for folder in map(Path, paths):
+        if folder.is_dir():
+            entries = (p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+            found += [os.path.join(folder, name)
+                      for name in unread_names(entries, suffixes, hidden=(".",))]
+    return found
+
+
 def inspect_file(path: Path) -> ReportFile:
     """Hash a file and find damage (a .gz that does not decompress to its end, a JSON array
     that breaks off); raises OSError if it cannot be read."""
     kind = report_kind(path.name) or LINES
+    if kind == LINES and (size := path.stat().st_size) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, too_large_sentence(size))
     if kind == LINES and not path.name.endswith(".gz"):  # hashed as it streams by
         digest, size = hashlib.sha256(), 0
         with path.open("rb") as f:
@@ -290,6 +315,7 @@ class BackfillResult:
 
     files_found: int = 0
     files_loaded: int = 0
+    passed_over: list[str] = field(default_factory=list)  # in the folders: not late reports
     skipped: list[Path] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)  # one sentence per damaged file
@@ -360,6 +386,7 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
     result = BackfillResult()
     paths_found = find_report_files(paths)
     result.files_found = len(paths_found)
+    result.passed_over = passed_over(paths)
     inspected: list[ReportFile] = []
     for path in paths_found:
         try:

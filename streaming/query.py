@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -33,7 +34,7 @@ from gridlake.lake import Lake, hadoop_fs, read_text, write_text
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import batch_log, bronze_telemetry
 from streaming.produce import RECORD_SUFFIXES
-from streaming.sources import FileSource, Source
+from streaming.sources import FileSource, Source, few, too_large_sentence
 
 IDENTITY_FILE = "gridlake.json"
 # How often a running stream lists its landing folder for files it will never read.
@@ -137,17 +138,16 @@ def print_warning(text: str) -> None:
 
 def unread_sentence(directory: str, names: list[str], shown: int = 5) -> str:
     """The warning for entries of a landing folder the stream will never read."""
-    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
-                                         if len(names) > shown else "")
     return (f"{len(names)} file(s) or folder(s) in {directory} will not be read, because the "
             f"stream reads only the {' and '.join(RECORD_SUFFIXES)} files directly in it: "
-            f"{listed} (a CloudEvents batch array, .json, loads with gridlake backfill)")
+            f"{few(names, shown)} (a CloudEvents batch array, .json, loads with gridlake "
+            "backfill)")
 
 
 class UnreadFiles:
     """Names, once each, the files and folders in a landing folder that the stream will never
-    read: at start-up, then after a micro-batch when `every` seconds have passed since the
-    last look.
+    read (`FileSource.unread_files`): at start-up, then after a micro-batch when `every`
+    seconds have passed since the last look.
 
     Spark's file source passes over them without a word; a producer writing `.json`,
     `.jsonl.bz2` or into a subfolder would otherwise lose its data silently."""
@@ -158,15 +158,24 @@ class UnreadFiles:
         self.named: set[str] = set()
         self.looked_at: float | None = None
 
-    def check(self, spark) -> None:
+    def check(self) -> None:
         now = self.clock()
         if self.looked_at is not None and now - self.looked_at < self.every:
             return
         self.looked_at = now
-        new = [n for n in self.source.unread_files(spark) if n not in self.named]
+        try:
+            unread, too_large = self.source.unread_files()
+        except OSError as exc:  # a look that fails is said, and never stops the stream
+            self.warn(f"could not look for unread files in {self.source.directory}: {exc}")
+            return
+        new = [n for n in unread if n not in self.named]
         if new:
-            self.named.update(new)
             self.warn(unread_sentence(self.source.directory, new))
+        for name, size in too_large.items():
+            if name not in self.named:
+                self.warn(f"{os.path.join(self.source.directory, name)} will not be read: it is "
+                          f"{too_large_sentence(size)}")
+        self.named.update(new, too_large)
 
 
 def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
@@ -203,7 +212,7 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
                  "decompressed before the damage were loaded, and the whole file is kept as one "
                  "more record, without a line number")
         if unread is not None:
-            unread.check(spark)
+            unread.check()
 
     return handle
 
@@ -236,7 +245,7 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     try:
         report(f"streaming {source.name} into {lake.root} (run {run_id}, checkpoint {checkpoint})")
         if unread is not None:
-            unread.check(spark)
+            unread.check()
         query = writer.start()
         while query.isActive:
             if stop_requested.is_set() and not query.status.get("isTriggerActive", False):

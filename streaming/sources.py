@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +32,15 @@ from streaming.produce import RECORD_SUFFIXES
 # The files a landing folder's readers take (Hadoop's glob of the producer's file rule).
 LANDING_GLOB = "*.{" + ",".join(suffix.lstrip(".") for suffix in RECORD_SUFFIXES) + "}"
 _GLOB_CHARACTERS = re.compile(r"([\\*?\[\]{}])")
+# Names Spark's file sources pass over: an upload in progress (`.name`), a marker (`_SUCCESS`).
+HIDDEN = (".", "_")
+# Spark holds a file's bytes as one value: at most this many. Larger files are not read.
+MAX_FILE_BYTES = 2**31 - 1
+
+
+def too_large_sentence(size: int) -> str:
+    return (f"{size:,} bytes, more than the {MAX_FILE_BYTES:,} that Spark holds as one value: "
+            "split it into smaller files")
 
 
 def glob_escaped(path: str) -> str:
@@ -49,13 +59,18 @@ def landing_pattern(directory: str) -> str:
     return f"{glob_escaped(directory.rstrip('/'))}/{LANDING_GLOB}"
 
 
-def unread_names(names: Iterable[str]) -> list[str]:
+def unread_names(names: Iterable[str], suffixes: tuple[str, ...] = RECORD_SUFFIXES,
+                 hidden: tuple[str, ...] = HIDDEN) -> list[str]:
     """The entries of a landing folder (folders named with a trailing `/`) that its readers
-    never take, sorted: neither a record file (`RECORD_SUFFIXES`, `landing_pattern`) nor
-    hidden (a name starting with `.` or `_`, which Spark's file sources skip: an upload in
-    progress, a marker file)."""
-    return sorted(n for n in names
-                  if not n.endswith(RECORD_SUFFIXES) and not n.startswith((".", "_")))
+    never take, sorted: neither a record file (`suffixes`; the stream's by default, as
+    `landing_pattern` reads them) nor hidden (by default as Spark's file sources see it)."""
+    return sorted(n for n in names if not n.endswith(suffixes) and not n.startswith(hidden))
+
+
+def few(names: list[str], shown: int = 5) -> str:
+    """`a, b, c and 4 more`: the first `shown` names, and how many others."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
+                                       if len(names) > shown else "")
 
 
 def _slug(text: str) -> str:
@@ -134,8 +149,14 @@ def file_records() -> Callable[[DataFrame], DataFrame]:
 
 
 def _named(files: DataFrame) -> DataFrame:
-    """binaryFile rows → (`path`, `content`), the path spelled as Spark's text source did."""
-    return files.select(F.col("_metadata.file_path").alias("path"), "content")
+    """binaryFile rows → (`path`, `content`), the path spelled as Spark's text source did.
+
+    A file over MAX_FILE_BYTES is left out (the filter on `length` reaches the binaryFile
+    source, which then does not open the file): read, it would fail its whole batch, and a
+    stream on every restart. `FileSource.unread_files` and backfill name such files.
+    """
+    return (files.where(F.col("length") <= F.lit(MAX_FILE_BYTES))
+            .select(F.col("_metadata.file_path").alias("path"), "content"))
 
 
 def read_files(spark, paths: list[str]) -> DataFrame:
@@ -195,14 +216,32 @@ class FileSource:
                  .load(landing_pattern(self.directory)))
         return _named(files).transform(file_records())
 
-    def unread_files(self, spark) -> list[str]:
-        """The files and folders (`name/`) in the folder whose records the stream will never
-        read (`unread_names`); none when the folder does not exist (yet)."""
-        fs, folder = hadoop_fs(spark, self.directory)
-        if not fs.exists(folder):
-            return []
-        return unread_names(s.getPath().getName() + ("/" if s.isDirectory() else "")
-                            for s in fs.listStatus(folder))
+    def unread_files(self) -> tuple[list[str], dict[str, int]]:
+        """What in the folder the stream will never read: the files and folders (`name/`)
+        that are not record files (`unread_names`), and the record files larger than
+        MAX_FILE_BYTES with their sizes. Nothing when the folder does not exist (yet).
+
+        Listed by the operating system (a landing folder is local, see `parse_source`), not
+        through the JVM, where every file of a large folder would cost Py4J round trips.
+        """
+        try:
+            with os.scandir(self.directory) as scan:
+                entries = {e.name + ("/" if e.is_dir() else ""): e for e in scan}
+        except FileNotFoundError:
+            return [], {}
+        unread = unread_names(entries)
+        skip = set(unread)
+        too_large = {}
+        for name, entry in sorted(entries.items()):
+            if name in skip or name.startswith(HIDDEN):
+                continue
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:  # gone since the listing
+                continue
+            if size > MAX_FILE_BYTES:
+                too_large[name] = size
+        return unread, too_large
 
 
 @dataclass(frozen=True)

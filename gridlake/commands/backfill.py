@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from gridlake.errors import BadArgumentError
     from gridlake.lake import open_lake
     from gridlake.session import spark_session
+    from streaming.sources import few
 
     # A bad path, or nothing to load, fails here, before Spark starts.
     if not find_report_files(args.paths):
@@ -58,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
                       rollup=not args.no_rollup)
     for line in result.lines():
         print(line)
+    if result.passed_over:
+        print(f"gridlake backfill: {len(result.passed_over)} file(s) or folder(s) in the given "
+              f"folders are not late reports ({', '.join(s for s, _ in SUFFIXES)} files directly "
+              f"in them) and were not loaded: {few(result.passed_over)}", file=sys.stderr)
     for problem in result.damaged:
         print(f"gridlake backfill: {problem}", file=sys.stderr)
     for problem in result.unreadable:

@@ -41,7 +41,8 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
             description="Watches the late-report landing folder and runs late_report_backfill "
                         "once for each new file (identified by its SHA-256).")
     def late_report_files(context: SensorEvaluationContext, lake: LakeResource):
-        from batch.late_reports import find_report_files, inspect_file
+        from batch.late_reports import find_report_files, inspect_file, passed_over
+        from streaming.sources import few
 
         late_dir = lake.late_reports_dir()
         if "://" in late_dir:
@@ -77,7 +78,10 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
                                        tags={SHA_TAG: sha, FILE_TAG: path.name}))
         new_cursor = json.dumps(cursor, sort_keys=True)
         if not requests:
-            return SensorResult(skip_message=f"no new late-report file in {folder}",
+            other = passed_over([folder])
+            left = (f"; {len(other)} file(s) or folder(s) there are not late reports and are "
+                    f"not loaded: {few(other)}" if other else "")
+            return SensorResult(skip_reason=f"no new late-report file in {folder}{left}",
                                 cursor=new_cursor)
         return SensorResult(run_requests=requests, cursor=new_cursor)
 

@@ -89,8 +89,15 @@ def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
     records = list(oracle.read_records(files))
     truth, invalid = oracle.silver_truth(records, X.now())
 
+    # Not late reports: named on stderr, not loaded; a hidden upload in progress is not named.
+    (tmp_path / "late" / "notes.txt").write_text("readme")
+    (tmp_path / "late" / "2026-10").mkdir()
+    (tmp_path / "late" / ".upload.jsonl").write_bytes(b"{}\n")
     status, out, err = cli("backfill", "--lake", lake.root, "--sites", sites, tmp_path / "late")
-    assert (status, err) == (0, "")
+    assert (status, err) == (0, (
+        "gridlake backfill: 2 file(s) or folder(s) in the given folders are not late reports "
+        "(.jsonl, .jsonl.gz, .json files directly in them) and were not loaded: "
+        f"{tmp_path / 'late' / '2026-10'}/, {tmp_path / 'late' / 'notes.txt'}\n"))
     assert "5 found, 5 loaded" in out
     assert (f"{len(records)} read, {len(truth)} upserted, "
             f"{len(records) - len(invalid) - len(truth)} duplicate/stale, "
@@ -251,6 +258,9 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
     halves = [b"".join(X.dumps(e) + b"\n" for e in part) for part in (d3[:25], d3[25:])]
     (folder / "padded.jsonl.gz").write_bytes(
         b"".join(gzip.compress(half) + b"\0" * 512 for half in halves))
+    # Larger than Spark holds as one value (sparse: no disk used): named, the rest loads.
+    with (folder / "huge.jsonl").open("wb") as huge:
+        huge.truncate(2**31)
 
     # Independently: what zlib gives back in one call, split on newlines; whole elements.
     recovered = zlib.decompressobj(wbits=31).decompress(cut_gz)
@@ -265,13 +275,15 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
     truth, invalid = oracle.silver_truth(records, X.now())
 
     status, out, err = cli("backfill", "--lake", lake.root, folder)
-    assert status == 0
-    assert "3 found, 3 loaded, 0 already loaded (skipped), 2 damaged" in out
+    assert status == 1
+    assert "4 found, 3 loaded, 0 already loaded (skipped), 1 unreadable, 2 damaged" in out
     assert err.splitlines() == [
         f"gridlake backfill: {folder / 'cut.json'}: its JSON array breaks off after element "
         "20; the elements before the break were loaded, and the whole file is kept in quarantine",
         f"gridlake backfill: {folder / 'cut.jsonl.gz'}: its compressed data ends early; the "
-        "lines before the cut were loaded, and the whole file is kept in quarantine"]
+        "lines before the cut were loaded, and the whole file is kept in quarantine",
+        f"gridlake backfill: could not read {folder / 'huge.jsonl'}: 2,147,483,648 bytes, more "
+        "than the 2,147,483,647 that Spark holds as one value: split it into smaller files"]
     assert silver_winners(spark, lake) == winners(truth)
     # Quarantine: the cut line of the .gz (if the cut fell inside one), and each whole file.
     quarantined = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"]): bytes(r["payload"])

@@ -77,7 +77,12 @@ def test_landing_sensor_runs_the_backfill_job_once_per_new_file(fleet, tmp_path)
     fourth = _evaluate(settling, resources, third.cursor)
     assert [r.run_key for r in _requests(fourth)] == [f"late-report-{_sha(files[0])}"]
     assert str(fresh) not in json.loads(fourth.cursor)
-    assert _requests(_evaluate(settling, resources, fourth.cursor)) == []
+    quiet = _evaluate(settling, resources, fourth.cursor)
+    assert _requests(quiet) == []
+    # The tick names what is not a report (not the hidden copy), so nothing is left silently.
+    assert quiet.skip_reason.skip_message == (
+        f"no new late-report file in {late}; 1 file(s) or folder(s) there are not late "
+        f"reports and are not loaded: {late / 'notes.txt'}")
 
 
 def test_landing_sensor_of_an_object_store_lake_asks_for_a_local_late_folder():

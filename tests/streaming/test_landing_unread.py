@@ -27,37 +27,41 @@ def test_the_sentence_lists_a_few_names_and_counts_the_rest():
     assert "\n" not in text
 
 
-def test_each_unread_file_is_named_once_and_the_folder_is_listed_at_most_every_period(
-        spark, tmp_path):
+def test_each_unread_file_is_named_once_and_the_folder_is_listed_at_most_every_period(tmp_path):
     landing = tmp_path / "landing"
     landing.mkdir()
     for name in ("ok.jsonl", "ok.jsonl.gz", "batch.json", ".part.jsonl", "_SUCCESS"):
         (landing / name).write_bytes(b"{}\n")
     (landing / "day=2026-11-01").mkdir()  # a folder: the stream does not read into it
     (landing / ".staging").mkdir()
+    with (landing / "huge.jsonl.gz").open("wb") as huge:  # sparse: no disk used
+        huge.truncate(2**31)
     now = [0.0]
     said: list[str] = []
     unread = UnreadFiles(FileSource(str(landing)), said.append, every=60, clock=lambda: now[0])
 
-    unread.check(spark)
-    assert said == [unread_sentence(str(landing), ["batch.json", "day=2026-11-01/"])]
+    unread.check()
+    assert said == [unread_sentence(str(landing), ["batch.json", "day=2026-11-01/"]),
+                    f"{landing / 'huge.jsonl.gz'} will not be read: it is 2,147,483,648 bytes, "
+                    "more than the 2,147,483,647 that Spark holds as one value: split it into "
+                    "smaller files"]
 
     (landing / "more.jsonl.zst").write_bytes(b"x")
     now[0] = 59.0
-    unread.check(spark)  # within the period: not listed again
-    assert len(said) == 1
-
-    now[0] = 60.0
-    unread.check(spark)  # listed again: only the new file is named
-    assert said[1:] == [unread_sentence(str(landing), ["more.jsonl.zst"])]
-
-    now[0] = 200.0
-    unread.check(spark)  # nothing new
+    unread.check()  # within the period: not listed again
     assert len(said) == 2
 
+    now[0] = 60.0
+    unread.check()  # listed again: only the new file is named
+    assert said[2:] == [unread_sentence(str(landing), ["more.jsonl.zst"])]
 
-def test_a_landing_folder_that_does_not_exist_yet_has_no_unread_files(spark, tmp_path):
-    assert FileSource(str(tmp_path / "not-yet")).unread_files(spark) == []
+    now[0] = 200.0
+    unread.check()  # nothing new
+    assert len(said) == 3
+
+
+def test_a_landing_folder_that_does_not_exist_yet_has_no_unread_files(tmp_path):
+    assert FileSource(str(tmp_path / "not-yet")).unread_files() == ([], {})
 
 
 @pytest.mark.parametrize("name", ["in[1]", "a{b}", "x*", "what?", "back\\slash"])
@@ -67,3 +71,14 @@ def test_a_landing_folder_whose_path_spark_would_read_as_a_pattern_is_refused(tm
                        r"\*\?\[\]\{\}\\ in its path"):
         parse_source(f"files:{tmp_path / name}")
     assert isinstance(parse_source(f"files:{tmp_path}"), FileSource)
+
+
+def test_a_folder_that_cannot_be_listed_is_said_once_a_period_and_stops_nothing(tmp_path):
+    landing = tmp_path / "landing"
+    landing.write_text("a file where the folder should be")
+    said: list[str] = []
+    unread = UnreadFiles(FileSource(str(landing)), said.append, every=60, clock=lambda: 0.0)
+    unread.check()
+    unread.check()
+    assert len(said) == 1
+    assert said[0].startswith(f"could not look for unread files in {landing}: ")
