@@ -49,12 +49,12 @@ from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import RAW_COLUMNS, SOURCE_COLUMNS, loaded_files
 from streaming.produce import RECORD_SUFFIXES
 from streaming.sources import (
+    HIDDEN,
     MAX_FILE_BYTES,
     file_lines,
     file_records,
     read_files,
     too_large_sentence,
-    unread_names,
 )
 
 LINES, BATCH = "lines", "batch"
@@ -176,6 +176,22 @@ class ReportFile:
     damage: str | None = None
 
 
+def _folder_entries(folder: Path) -> tuple[list[Path], list[str]]:
+    """A folder's late reports (files named like one) and the rest of what it holds (other
+    files, and subfolders as `name/`), leaving out names that start with a dot (an upload in
+    progress)."""
+    reports: list[Path] = []
+    others: list[str] = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and report_kind(p.name):
+            reports.append(p)
+        else:
+            others.append(os.path.join(folder, p.name + ("/" if p.is_dir() else "")))
+    return reports, others
+
+
 def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
     """Files named on the command line, and the report files directly inside named folders."""
     found: dict[Path, None] = {}
@@ -185,10 +201,7 @@ def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
             raise BadArgumentError(
                 f"{str(text)!r} does not exist; give late-report files or folders of them")
         if path.is_dir():
-            children = sorted(p for p in path.iterdir()
-                              if p.is_file() and not p.name.startswith(".")
-                              and report_kind(p.name))
-            found.update((p.resolve(), None) for p in children)
+            found.update((p.resolve(), None) for p in _folder_entries(path)[0])
         elif report_kind(path.name):
             found[path.resolve()] = None
         else:
@@ -198,17 +211,10 @@ def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def passed_over(paths: Iterable[str | Path]) -> list[str]:
-    """What backfill leaves alone in the folders among `paths`: files that are not late
-    reports and subfolders (named with a trailing `/`), not those whose name starts with a dot
-    (an upload in progress)."""
-    suffixes = tuple(suffix for suffix, _ in SUFFIXES)
-    found = []
-    for folder in map(Path, paths):
-        if folder.is_dir():
-            entries = (p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-            found += [os.path.join(folder, name)
-                      for name in unread_names(entries, suffixes, hidden=(".",))]
-    return found
+    """What backfill leaves alone in the folders among `paths` (`_folder_entries`): files
+    that are not late reports, and subfolders (`name/`)."""
+    folders = dict.fromkeys(Path(p).resolve() for p in paths if Path(p).is_dir())
+    return [name for folder in folders for name in _folder_entries(folder)[1]]
 
 
 def inspect_file(path: Path) -> ReportFile:
@@ -233,8 +239,9 @@ def inspect_file(path: Path) -> ReportFile:
 
 def spark_can_read(path: Path) -> bool:
     """Whether Spark's file sources can open the file by its path: Hadoop reads a `:` as a
-    URI scheme (`read_files` escapes glob characters)."""
-    return ":" not in str(path)
+    URI scheme, and Spark passes over a hidden name even when it is given (`read_files`
+    escapes glob characters)."""
+    return ":" not in str(path) and not path.name.startswith(HIDDEN)
 
 
 def _whole_files(spark, files: list[tuple[str, bytes]]) -> DataFrame:
@@ -383,6 +390,7 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
         raise BadArgumentError(f"files per batch is {files_per_batch}; it must be at least 1")
     if bytes_per_batch < 1:
         raise BadArgumentError(f"bytes per batch is {bytes_per_batch}; it must be at least 1")
+    paths = list(paths)
     result = BackfillResult()
     paths_found = find_report_files(paths)
     result.files_found = len(paths_found)

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.utils import StreamingQueryException
 
-from gridlake.errors import CheckpointError
+from gridlake.errors import BadArgumentError, CheckpointError
 from gridlake.faults import crash_point
 from gridlake.ingest import WriteContext, record_batch, write_batch
 from gridlake.lake import Lake, hadoop_fs, read_text, write_text
@@ -36,9 +37,11 @@ from shared_schemas.tables import batch_log, bronze_telemetry
 from streaming.produce import RECORD_SUFFIXES
 from streaming.sources import FileSource, Source, few, too_large_sentence
 
+log = logging.getLogger("gridlake.stream")
 IDENTITY_FILE = "gridlake.json"
 # How often a running stream lists its landing folder for files it will never read.
 UNREAD_CHECK_SECONDS = 60.0
+UNREAD_CHECK_VARIABLE = "GRIDLAKE_UNREAD_CHECK_SECONDS"
 RECOVERY_DOC = "docs/operations.md#lost-checkpoint"
 
 
@@ -138,16 +141,32 @@ def print_warning(text: str) -> None:
 
 def unread_sentence(directory: str, names: list[str], shown: int = 5) -> str:
     """The warning for entries of a landing folder the stream will never read."""
+    hint = (" (a CloudEvents batch array, .json, loads with gridlake backfill)"
+            if any(n.endswith(".json") for n in names) else "")
     return (f"{len(names)} file(s) or folder(s) in {directory} will not be read, because the "
             f"stream reads only the {' and '.join(RECORD_SUFFIXES)} files directly in it: "
-            f"{few(names, shown)} (a CloudEvents batch array, .json, loads with gridlake "
-            "backfill)")
+            f"{few(names, shown)}{hint}")
+
+
+def unread_check_seconds(env: dict[str, str]) -> float:
+    """The period of `UnreadFiles` from the environment (UNREAD_CHECK_VARIABLE), or 60."""
+    text = env.get(UNREAD_CHECK_VARIABLE)
+    if text is None:
+        return UNREAD_CHECK_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise BadArgumentError(f"{UNREAD_CHECK_VARIABLE} is {text!r}; it must be a number of "
+                               "seconds above 0")
+    return seconds
 
 
 class UnreadFiles:
     """Names, once each, the files and folders in a landing folder that the stream will never
-    read (`FileSource.unread_files`): at start-up, then after a micro-batch when `every`
-    seconds have passed since the last look.
+    read (`FileSource.unread_files`): at start-up, then every `every` seconds while it runs
+    (an entry removed and back is named again).
 
     Spark's file source passes over them without a word; a producer writing `.json`,
     `.jsonl.bz2` or into a subfolder would otherwise lose its data silently."""
@@ -173,22 +192,21 @@ class UnreadFiles:
             self.warn(unread_sentence(self.source.directory, new))
         for name, size in too_large.items():
             if name not in self.named:
-                self.warn(f"{os.path.join(self.source.directory, name)} will not be read: it is "
+                self.warn(f"{os.path.join(self.source.directory, name)} will not be read: "
                           f"{too_large_sentence(size)}")
-        self.named.update(new, too_large)
+        self.named = {*unread, *too_large}
 
 
 def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
                   recover: bool = False, report: Callable[[str], None] = print,
                   replays_up_to: int = 10**18, stopping: threading.Event | None = None,
-                  warn: Callable[[str], None] = print_warning,
-                  unread: UnreadFiles | None = None) -> Callable[[DataFrame, int], None]:
+                  warn: Callable[[str], None] = print_warning
+                  ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: one micro-batch through the one write path.
 
     Batches after `replays_up_to` are known to be new, so they skip the replay check. Once
     `stopping` is set, a batch that starts raises `StopRequested` before writing anything.
-    Each landing file that could not be read to its end gets a sentence through `warn`, and
-    so do files the stream will never read (`unread`).
+    Each landing file that could not be read to its end gets a sentence through `warn`.
     """
 
     def handle(batch: DataFrame, batch_id: int) -> None:
@@ -211,8 +229,6 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
             warn(f"batch {batch_id}: {unquote(name)} is a damaged .gz: the lines that "
                  "decompressed before the damage were loaded, and the whole file is kept as one "
                  "more record, without a line number")
-        if unread is not None:
-            unread.check()
 
     return handle
 
@@ -225,13 +241,14 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
     run_id = checkpoint_run_id(spark, lake, source, checkpoint, options.recover)
     stop_requested = threading.Event()
-    unread = UnreadFiles(source, warn) if isinstance(source, FileSource) else None
+    unread = (UnreadFiles(source, warn, every=unread_check_seconds(dict(os.environ)))
+              if isinstance(source, FileSource) else None)
     writer = (source.read_stream(spark).writeStream
               .queryName(f"gridlake-{source.slug}")
               .option("checkpointLocation", checkpoint)
               .foreachBatch(batch_handler(lake, run_id, source, contract, options.recover,
                                           report, last_planned_batch(spark, checkpoint),
-                                          stop_requested, warn, unread)))
+                                          stop_requested, warn)))
     if options.available_now:
         writer = writer.trigger(availableNow=True)
     else:
@@ -244,10 +261,14 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         report(f"streaming {source.name} into {lake.root} (run {run_id}, checkpoint {checkpoint})")
-        if unread is not None:
-            unread.check()
+        look_for_unread = unread.check if unread is not None else lambda: None
+        look_for_unread()
         query = writer.start()
         while query.isActive:
+            try:
+                look_for_unread()  # here, not in a batch: a stream with no new data looks too
+            except Exception:  # a warning that cannot be given never stops the stream
+                log.warning("looking for unread landing files failed", exc_info=True)
             if stop_requested.is_set() and not query.status.get("isTriggerActive", False):
                 query.stop()
                 report("stopped after the last complete micro-batch")

@@ -34,13 +34,15 @@ LANDING_GLOB = "*.{" + ",".join(suffix.lstrip(".") for suffix in RECORD_SUFFIXES
 _GLOB_CHARACTERS = re.compile(r"([\\*?\[\]{}])")
 # Names Spark's file sources pass over: an upload in progress (`.name`), a marker (`_SUCCESS`).
 HIDDEN = (".", "_")
-# Spark holds a file's bytes as one value: at most this many. Larger files are not read.
-MAX_FILE_BYTES = 2**31 - 1
+# The most bytes read from one file: Spark holds a file, and the text split from it, as one
+# value each (under 2 GiB, and in memory at once), so a file is bounded as gunzip's output is.
+MAX_FILE_BYTES = gunzip.LIMIT
 
 
 def too_large_sentence(size: int) -> str:
-    return (f"{size:,} bytes, more than the {MAX_FILE_BYTES:,} that Spark holds as one value: "
-            "split it into smaller files")
+    """Why a file of `size` bytes is not read, as the end of a sentence about it."""
+    return (f"it is {size:,} bytes, more than the {MAX_FILE_BYTES:,} that gridlake reads from "
+            "one file (Spark holds a file as one value): split it into new files")
 
 
 def glob_escaped(path: str) -> str:
@@ -54,17 +56,18 @@ def landing_pattern(directory: str) -> str:
 
     A pattern of files, not the folder: given a folder, Spark would also read subfolders named
     like partitions (`day=2026-11-01/`), leave the folder's own files unread beside them, and
-    fail on a mix of such layouts.
+    fail on a mix of such layouts. (A subfolder named like a record file matches the pattern:
+    Spark reads the record files inside it, at any depth; readers keep `LANDING_GLOB` as their
+    `pathGlobFilter`, so only record files.)
     """
     return f"{glob_escaped(directory.rstrip('/'))}/{LANDING_GLOB}"
 
 
-def unread_names(names: Iterable[str], suffixes: tuple[str, ...] = RECORD_SUFFIXES,
-                 hidden: tuple[str, ...] = HIDDEN) -> list[str]:
-    """The entries of a landing folder (folders named with a trailing `/`) that its readers
-    never take, sorted: neither a record file (`suffixes`; the stream's by default, as
-    `landing_pattern` reads them) nor hidden (by default as Spark's file sources see it)."""
-    return sorted(n for n in names if not n.endswith(suffixes) and not n.startswith(hidden))
+def unread_names(names: Iterable[str]) -> list[str]:
+    """The entries of a landing folder (folders named with a trailing `/`) that the stream
+    never reads, sorted: neither named like a record file (`landing_pattern`) nor hidden."""
+    return sorted(n for n in names
+                  if not n.rstrip("/").endswith(RECORD_SUFFIXES) and not n.startswith(HIDDEN))
 
 
 def few(names: list[str], shown: int = 5) -> str:
@@ -160,14 +163,16 @@ def _named(files: DataFrame) -> DataFrame:
 
 
 def read_files(spark, paths: list[str]) -> DataFrame:
-    """Raw records of JSON-lines files (these files, and the `.jsonl` and `.jsonl.gz` files
-    directly in these folders), read as the stream reads its landing folder."""
+    """Raw records of JSON-lines files (these `.jsonl` and `.jsonl.gz` files, and those
+    directly in these folders, which must hold one), read as the stream reads its landing
+    folder."""
 
     def pattern(path: str) -> str:
         fs, hpath = hadoop_fs(spark, path)
         return landing_pattern(path) if fs.isDirectory(hpath) else glob_escaped(path)
 
-    files = spark.read.format("binaryFile").load([pattern(p) for p in paths])
+    files = (spark.read.format("binaryFile").option("pathGlobFilter", LANDING_GLOB)
+             .load([pattern(p) for p in paths]))
     return _named(files).transform(file_records())
 
 
@@ -200,6 +205,15 @@ class FileSource:
     directory: str
     max_files_per_trigger: int = 64
 
+    def __post_init__(self):
+        if _GLOB_CHARACTERS.search(self.directory):
+            # Escaped or not: Spark's streaming file source then reads each file more than once
+            # (as often as the folder has files), or another folder.
+            raise BadArgumentError(
+                f"source folder {self.directory!r} has one of the characters *?[]{{}}\\ in its "
+                "path, with which Spark's streaming file source reads a file more than once: "
+                "stream from a folder whose path has none of them")
+
     @property
     def name(self) -> str:
         return f"files:{self.directory}"
@@ -212,6 +226,7 @@ class FileSource:
     def read_stream(self, spark) -> DataFrame:
         files = (spark.readStream.format("binaryFile")
                  .schema("path string, modificationTime timestamp, length long, content binary")
+                 .option("pathGlobFilter", LANDING_GLOB)
                  .option("maxFilesPerTrigger", self.max_files_per_trigger)
                  .load(landing_pattern(self.directory)))
         return _named(files).transform(file_records())
@@ -233,7 +248,7 @@ class FileSource:
         skip = set(unread)
         too_large = {}
         for name, entry in sorted(entries.items()):
-            if name in skip or name.startswith(HIDDEN):
+            if name in skip or name.startswith(HIDDEN) or name.endswith("/"):
                 continue
             try:
                 size = entry.stat().st_size
@@ -284,13 +299,6 @@ def parse_source(text: str, max_files_per_trigger: int = 64,
         directory = Path(rest).resolve()
         if not directory.is_dir():
             raise BadArgumentError(f"source folder {rest!r} does not exist or is not a folder")
-        if _GLOB_CHARACTERS.search(str(directory)):
-            # Spark's streaming file source reads each file once per file in such a folder,
-            # even with the characters escaped.
-            raise BadArgumentError(
-                f"source folder {str(directory)!r} has one of the characters *?[]{{}}\\ in its "
-                "path, which Spark's streaming file source reads as a pattern: stream from a "
-                "folder whose path has none of them")
         return FileSource(str(directory), max_files_per_trigger)
     if scheme == "kafka" and rest:
         return KafkaSource(parse_kafka_uri(text),

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.late_reports import SUFFIXES, backfill, find_report_files
+    from batch.late_reports import SUFFIXES, backfill, find_report_files, passed_over
     from batch.sites import load_sites
     from gridlake.errors import BadArgumentError
     from gridlake.lake import open_lake
@@ -46,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
     # A bad path, or nothing to load, fails here, before Spark starts.
     if not find_report_files(args.paths):
+        others = passed_over(args.paths)
         raise BadArgumentError(
             f"no late reports ({', '.join(suffix for suffix, _ in SUFFIXES)} files) in "
-            f"{', '.join(repr(str(p)) for p in args.paths)}; nothing to load")
+            f"{', '.join(repr(str(p)) for p in args.paths)}"
+            + (f", only {few(others)}" if others else "") + "; nothing to load")
     if args.sites is not None and not args.sites.is_file():
         raise BadArgumentError(f"site registry {str(args.sites)!r} does not exist or is not a file")
     spark = spark_session(app_name="gridlake-backfill")

@@ -59,6 +59,8 @@ def load_late_reports(context: OpExecutionContext, config: LateReportsConfig,
         context.log.info(line)
     for problem in result.damaged:
         context.log.warning(problem)
+    if result.passed_over:
+        context.log.warning(f"not late reports, not loaded: {', '.join(result.passed_over)}")
     context.add_output_metadata({
         "files_found": result.files_found, "files_loaded": result.files_loaded,
         "files_skipped": len(result.skipped), "files_damaged": len(result.damaged),

@@ -11,6 +11,7 @@ back. The cursor remembers (modification time, size, hash) per path so unchanged
 hashed again, and a file is picked up only once it has not changed for `settle_seconds`.
 """
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -70,7 +71,11 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
             try:
                 sha = inspect_file(path).sha256
             except OSError as exc:
-                context.log.warning(f"cannot read {path} yet ({exc}); trying again next tick")
+                if exc.errno == errno.EFBIG:  # never loadable as it is: kept, said once
+                    context.log.warning(f"{path} is not loaded: {exc.strerror}")
+                    cursor[str(path)] = [stat.st_mtime_ns, stat.st_size, None]
+                else:
+                    context.log.warning(f"cannot read {path} yet ({exc}); trying again next tick")
                 continue
             cursor[str(path)] = [stat.st_mtime_ns, stat.st_size, sha]
             requests.append(RunRequest(run_key=f"late-report-{sha}",
@@ -79,8 +84,11 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
         new_cursor = json.dumps(cursor, sort_keys=True)
         if not requests:
             other = passed_over([folder])
+            too_large = sorted(p for p, (_, _, sha) in cursor.items() if sha is None)
             left = (f"; {len(other)} file(s) or folder(s) there are not late reports and are "
                     f"not loaded: {few(other)}" if other else "")
+            left += (f"; {len(too_large)} file(s) too large to load: {few(too_large)}"
+                     if too_large else "")
             return SensorResult(skip_reason=f"no new late-report file in {folder}{left}",
                                 cursor=new_cursor)
         return SensorResult(run_requests=requests, cursor=new_cursor)

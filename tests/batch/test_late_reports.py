@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from batch.late_reports import ReportFile, _groups, json_batch_elements
 from gridlake.gunzip import gunzip_prefix
+from streaming.sources import MAX_FILE_BYTES
 from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
@@ -28,10 +29,10 @@ def write_reports(folder):
     d2 = X.hourly("D2", "S1", "solar", "2026-10-24T00:00:00+00:00", 72, seq0=500)
     d3 = X.hourly("D3", "S2", "meter", "2026-10-31T00:00:00+00:00", 72, seq0=7)
     bad_power = X.event("D1", "S1", "battery", "2026-10-26T12:30:00Z", 1, 2e6, soc=50.0)
-    (folder / "a.jsonl").write_bytes(
+    (folder / "_a.jsonl").write_bytes(  # a name Spark passes over, given or not
         b"\n".join([*map(X.dumps, d1[:40]), b"not json at all", b"", X.dumps(bad_power),
                     *map(X.dumps, d1[40:])]) + b"\n")
-    (folder / "b [1]{x}.jsonl.gz").write_bytes(  # glob characters: still a plain name
+    (folder / "b [1]{x}*?.jsonl.gz").write_bytes(  # glob characters: still a plain name
         gzip.compress(b"\n".join(map(X.dumps, d2)) + b"\n"))
     (folder / "c.json").write_bytes(b"[\n" + b",\n".join(map(X.dumps, d3)) + b"\n]\n")
     (folder / "d.json").write_bytes(b'{"specversion": "1.0", "id": ')
@@ -114,7 +115,7 @@ def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
     assert {("c.json", 1), ("c.json", 72), ("d.json", None)} <= lines
     loaded = rows_by(spark, lake, "_gridlake/loaded_files", "path")
     assert {p.rsplit("/", 1)[-1]: r["records"] for (p,), r in loaded.items()} == {
-        "a.jsonl": 74, "b [1]{x}.jsonl.gz": 72, "c.json": 72, "d.json": 1, "e:x.jsonl": 6}
+        "_a.jsonl": 74, "b [1]{x}*?.jsonl.gz": 72, "c.json": 72, "d.json": 1, "e:x.jsonl": 6}
 
     silver_before = versions(spark, lake, "silver/readings")
     gold_before = gold_devices(spark, lake)
@@ -258,9 +259,9 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
     halves = [b"".join(X.dumps(e) + b"\n" for e in part) for part in (d3[:25], d3[25:])]
     (folder / "padded.jsonl.gz").write_bytes(
         b"".join(gzip.compress(half) + b"\0" * 512 for half in halves))
-    # Larger than Spark holds as one value (sparse: no disk used): named, the rest loads.
+    # Larger than gridlake reads from one file (sparse: no disk used): named, the rest loads.
     with (folder / "huge.jsonl").open("wb") as huge:
-        huge.truncate(2**31)
+        huge.truncate(MAX_FILE_BYTES + 1)
 
     # Independently: what zlib gives back in one call, split on newlines; whole elements.
     recovered = zlib.decompressobj(wbits=31).decompress(cut_gz)
@@ -282,8 +283,9 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
         "20; the elements before the break were loaded, and the whole file is kept in quarantine",
         f"gridlake backfill: {folder / 'cut.jsonl.gz'}: its compressed data ends early; the "
         "lines before the cut were loaded, and the whole file is kept in quarantine",
-        f"gridlake backfill: could not read {folder / 'huge.jsonl'}: 2,147,483,648 bytes, more "
-        "than the 2,147,483,647 that Spark holds as one value: split it into smaller files"]
+        f"gridlake backfill: could not read {folder / 'huge.jsonl'}: it is 536,870,913 bytes, "
+        "more than the 536,870,912 that gridlake reads from one file (Spark holds a file as one "
+        "value): split it into new files"]
     assert silver_winners(spark, lake) == winners(truth)
     # Quarantine: the cut line of the .gz (if the cut fell inside one), and each whole file.
     quarantined = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"]): bytes(r["payload"])
@@ -312,5 +314,6 @@ def test_bad_arguments_exit_1_with_one_sentence(cli, tmp_path):
     status, out, err = cli("backfill", "--lake", tmp_path / "lake", tmp_path / "empty")
     assert (status, out, err.count("\n")) == (1, "", 1)
     assert "no late reports (.jsonl, .jsonl.gz, .json files) in" in err
+    assert f", only {tmp_path / 'empty' / 'notes.txt'}; " in err
     assert err.rstrip().endswith("nothing to load")
     assert not (tmp_path / "lake").exists()

@@ -22,6 +22,7 @@ from orchestration.rollups.sensors import (
     silver_changes_sensor,
 )
 from orchestration.stream.assets import stream_table_specs
+from streaming.sources import MAX_FILE_BYTES
 from tests import oracle
 from tests.batch.expected import dumps, event
 
@@ -77,12 +78,19 @@ def test_landing_sensor_runs_the_backfill_job_once_per_new_file(fleet, tmp_path)
     fourth = _evaluate(settling, resources, third.cursor)
     assert [r.run_key for r in _requests(fourth)] == [f"late-report-{_sha(files[0])}"]
     assert str(fresh) not in json.loads(fourth.cursor)
+    # Too large to load (sparse: no disk used): never requested, named in the tick's message.
+    huge = late / "huge.jsonl"
+    with huge.open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)
+    os.utime(huge, (1_700_000_000, 1_700_000_000))
     quiet = _evaluate(settling, resources, fourth.cursor)
     assert _requests(quiet) == []
-    # The tick names what is not a report (not the hidden copy), so nothing is left silently.
+    # The tick names what is not loaded (not the hidden copy), so nothing is left silently.
     assert quiet.skip_reason.skip_message == (
         f"no new late-report file in {late}; 1 file(s) or folder(s) there are not late "
-        f"reports and are not loaded: {late / 'notes.txt'}")
+        f"reports and are not loaded: {late / 'notes.txt'}; 1 file(s) too large to load: "
+        f"{huge}")
+    assert _requests(_evaluate(settling, resources, quiet.cursor)) == []
 
 
 def test_landing_sensor_of_an_object_store_lake_asks_for_a_local_late_folder():

@@ -26,7 +26,7 @@ from gridlake.cli import main
 from gridlake.lake import open_lake
 from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
 from streaming.query import StreamOptions, run_stream
-from streaming.sources import FileSource
+from streaming.sources import MAX_FILE_BYTES, FileSource
 from tests import oracle
 from tests.streaming.conftest import StreamProcess, check_exactly_once
 
@@ -141,10 +141,9 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
                  "day=2026-11-01/r.jsonl", "old/r.jsonl"):
         (landing / name).parent.mkdir(exist_ok=True)
         (landing / name).write_bytes(texts[to_cut])
-    # Larger than Spark holds as one value (sparse: no disk used): reading it would fail the
-    # batch; it is left out and named.
+    # Larger than gridlake reads from one file (sparse: no disk used): left out and named.
     with (landing / "huge.jsonl").open("wb") as huge:
-        huge.truncate(2**31)
+        huge.truncate(MAX_FILE_BYTES + 1)
 
     # Independently: what one-shot zlib gives back of the cut file; the corrupt file's first
     # member; every line of the padded and the plain file.
@@ -171,8 +170,9 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
         "the .jsonl and .jsonl.gz files directly in it: batch.json, day=2026-11-01/, old/, "
         "readings.jsonl.bz2 (a CloudEvents batch array, .json, loads with gridlake backfill)")
     assert warnings.pop(0) == (
-        f"{landing / 'huge.jsonl'} will not be read: it is 2,147,483,648 bytes, more than the "
-        "2,147,483,647 that Spark holds as one value: split it into smaller files")
+        f"{landing / 'huge.jsonl'} will not be read: it is 536,870,913 bytes, more than the "
+        "536,870,912 that gridlake reads from one file (Spark holds a file as one value): split "
+        "it into new files")
     assert sorted(w.split(": ", 1)[1] for w in warnings) == [
         f"{path} is a damaged .gz: the lines that decompressed before the damage were loaded, "
         "and the whole file is kept as one more record, without a line number"
