@@ -219,9 +219,9 @@ def passed_over(paths: Iterable[str | Path]) -> list[str]:
 
 def inspect_file(path: Path) -> ReportFile:
     """Hash a file and find damage (a .gz that does not decompress to its end, a JSON array
-    that breaks off); raises OSError if it cannot be read."""
+    that breaks off); raises OSError if it cannot be read (errno EFBIG: over MAX_FILE_BYTES)."""
     kind = report_kind(path.name) or LINES
-    if kind == LINES and (size := path.stat().st_size) > MAX_FILE_BYTES:
+    if (size := path.stat().st_size) > MAX_FILE_BYTES:
         raise OSError(errno.EFBIG, too_large_sentence(size))
     if kind == LINES and not path.name.endswith(".gz"):  # hashed as it streams by
         digest, size = hashlib.sha256(), 0

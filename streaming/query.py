@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -39,8 +39,6 @@ from streaming.sources import FileSource, Source, few, too_large_sentence
 
 log = logging.getLogger("gridlake.stream")
 IDENTITY_FILE = "gridlake.json"
-# How often a running stream lists its landing folder for files it will never read.
-UNREAD_CHECK_SECONDS = 60.0
 UNREAD_CHECK_VARIABLE = "GRIDLAKE_UNREAD_CHECK_SECONDS"
 RECOVERY_DOC = "docs/operations.md#lost-checkpoint"
 
@@ -51,6 +49,8 @@ class StreamOptions:
     trigger_seconds: float = 5.0
     checkpoint: str | None = None
     recover: bool = False
+    # How often a files: stream looks for landing files it will never read (`UnreadFiles`).
+    unread_check_seconds: float = 60.0
 
 
 def _has_streamed(spark, lake: Lake, source: Source) -> bool:
@@ -148,11 +148,11 @@ def unread_sentence(directory: str, names: list[str], shown: int = 5) -> str:
             f"{few(names, shown)}{hint}")
 
 
-def unread_check_seconds(env: dict[str, str]) -> float:
-    """The period of `UnreadFiles` from the environment (UNREAD_CHECK_VARIABLE), or 60."""
+def unread_check_seconds(env: Mapping[str, str]) -> float:
+    """`StreamOptions.unread_check_seconds` from the environment (UNREAD_CHECK_VARIABLE)."""
     text = env.get(UNREAD_CHECK_VARIABLE)
     if text is None:
-        return UNREAD_CHECK_SECONDS
+        return StreamOptions.unread_check_seconds
     try:
         seconds = float(text)
     except ValueError:
@@ -172,7 +172,8 @@ class UnreadFiles:
     `.jsonl.bz2` or into a subfolder would otherwise lose its data silently."""
 
     def __init__(self, source: FileSource, warn: Callable[[str], None],
-                 every: float = UNREAD_CHECK_SECONDS, clock: Callable[[], float] = time.monotonic):
+                 every: float = StreamOptions.unread_check_seconds,
+                 clock: Callable[[], float] = time.monotonic):
         self.source, self.warn, self.every, self.clock = source, warn, every, clock
         self.named: set[str] = set()
         self.looked_at: float | None = None
@@ -183,18 +184,21 @@ class UnreadFiles:
             return
         self.looked_at = now
         try:
-            unread, too_large = self.source.unread_files()
-        except OSError as exc:  # a look that fails is said, and never stops the stream
-            self.warn(f"could not look for unread files in {self.source.directory}: {exc}")
-            return
-        new = [n for n in unread if n not in self.named]
-        if new:
-            self.warn(unread_sentence(self.source.directory, new))
-        for name, size in too_large.items():
-            if name not in self.named:
-                self.warn(f"{os.path.join(self.source.directory, name)} will not be read: "
-                          f"{too_large_sentence(size)}")
-        self.named = {*unread, *too_large}
+            try:
+                unread, too_large = self.source.unread_files()
+            except OSError as exc:
+                self.warn(f"could not look for unread files in {self.source.directory}: {exc}")
+                return
+            new = [n for n in unread if n not in self.named]
+            if new:
+                self.warn(unread_sentence(self.source.directory, new))
+            for name, size in too_large.items():
+                if name not in self.named:
+                    self.warn(f"{os.path.join(self.source.directory, name)} will not be read: "
+                              f"{too_large_sentence(size)}")
+            self.named = {*unread, *too_large}
+        except Exception:  # a look, or a warning, that fails never stops the stream
+            log.warning("looking for unread landing files failed", exc_info=True)
 
 
 def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = CURRENT,
@@ -241,7 +245,7 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
     run_id = checkpoint_run_id(spark, lake, source, checkpoint, options.recover)
     stop_requested = threading.Event()
-    unread = (UnreadFiles(source, warn, every=unread_check_seconds(dict(os.environ)))
+    unread = (UnreadFiles(source, warn, every=options.unread_check_seconds)
               if isinstance(source, FileSource) else None)
     writer = (source.read_stream(spark).writeStream
               .queryName(f"gridlake-{source.slug}")
@@ -265,10 +269,7 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
         look_for_unread()
         query = writer.start()
         while query.isActive:
-            try:
-                look_for_unread()  # here, not in a batch: a stream with no new data looks too
-            except Exception:  # a warning that cannot be given never stops the stream
-                log.warning("looking for unread landing files failed", exc_info=True)
+            look_for_unread()  # here, not in a batch: a stream with no new data looks too
             if stop_requested.is_set() and not query.status.get("isTriggerActive", False):
                 query.stop()
                 report("stopped after the last complete micro-batch")

@@ -56,18 +56,35 @@ def landing_pattern(directory: str) -> str:
 
     A pattern of files, not the folder: given a folder, Spark would also read subfolders named
     like partitions (`day=2026-11-01/`), leave the folder's own files unread beside them, and
-    fail on a mix of such layouts. (A subfolder named like a record file matches the pattern:
-    Spark reads the record files inside it, at any depth; readers keep `LANDING_GLOB` as their
-    `pathGlobFilter`, so only record files.)
+    fail on a mix of such layouts. A subfolder named like a record file (`x.jsonl/`) matches
+    the pattern: readers take the record files inside it, at any depth, and no partitions
+    (`_file_reader`).
     """
     return f"{glob_escaped(directory.rstrip('/'))}/{LANDING_GLOB}"
 
 
 def unread_names(names: Iterable[str]) -> list[str]:
     """The entries of a landing folder (folders named with a trailing `/`) that the stream
-    never reads, sorted: neither named like a record file (`landing_pattern`) nor hidden."""
-    return sorted(n for n in names
-                  if not n.rstrip("/").endswith(RECORD_SUFFIXES) and not n.startswith(HIDDEN))
+    never reads, sorted: those not named like a record file (`landing_pattern`), and those
+    Spark passes over although they are (`_x.jsonl`; a name starting with `_`). Names starting
+    with `.` (uploads in progress) and other `_` names (markers such as `_SUCCESS`) are not
+    listed."""
+
+    def unread(name: str) -> bool:
+        record_like = name.rstrip("/").endswith(RECORD_SUFFIXES)
+        if name.startswith("_"):
+            return record_like
+        return not name.startswith(".") and not record_like
+
+    return sorted(filter(unread, names))
+
+
+def _file_reader(reader):
+    """A binaryFile reader (batch or stream) of landing files: only record files, and no
+    partition columns inferred from folder names (`recursiveFileLookup`), which Spark would
+    otherwise do for a folder the pattern matches, and fail on a mix of layouts."""
+    return (reader.format("binaryFile").option("pathGlobFilter", LANDING_GLOB)
+            .option("recursiveFileLookup", "true"))
 
 
 def few(names: list[str], shown: int = 5) -> str:
@@ -171,8 +188,7 @@ def read_files(spark, paths: list[str]) -> DataFrame:
         fs, hpath = hadoop_fs(spark, path)
         return landing_pattern(path) if fs.isDirectory(hpath) else glob_escaped(path)
 
-    files = (spark.read.format("binaryFile").option("pathGlobFilter", LANDING_GLOB)
-             .load([pattern(p) for p in paths]))
+    files = _file_reader(spark.read).load([pattern(p) for p in paths])
     return _named(files).transform(file_records())
 
 
@@ -224,9 +240,8 @@ class FileSource:
         return f"files-{_slug(Path(self.directory).name)}-{digest}"
 
     def read_stream(self, spark) -> DataFrame:
-        files = (spark.readStream.format("binaryFile")
+        files = (_file_reader(spark.readStream)
                  .schema("path string, modificationTime timestamp, length long, content binary")
-                 .option("pathGlobFilter", LANDING_GLOB)
                  .option("maxFilesPerTrigger", self.max_files_per_trigger)
                  .load(landing_pattern(self.directory)))
         return _named(files).transform(file_records())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from gridlake.commands._args import add_lake_argument, positive_float, positive_int
 
@@ -33,14 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gridlake.lake import open_lake
     from gridlake.session import spark_session
-    from streaming.query import StreamOptions, run_stream
+    from streaming.query import StreamOptions, run_stream, unread_check_seconds
     from streaming.sources import parse_source
 
     source = parse_source(args.source, max_files_per_trigger=args.max_files_per_trigger,
                           max_offsets_per_trigger=args.max_offsets_per_trigger)
+    options = StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,
+                            checkpoint=args.checkpoint, recover=args.recover,
+                            unread_check_seconds=unread_check_seconds(os.environ))
     spark = spark_session(app_name="gridlake-stream")
     lake = open_lake(args.lake, create=True, spark=spark)
-    options = StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,
-                            checkpoint=args.checkpoint, recover=args.recover)
     run_stream(spark, lake, source, options, report=lambda line: print(line, flush=True))
     return 0

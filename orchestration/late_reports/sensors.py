@@ -8,7 +8,9 @@ a writer can copy to `.name` and rename).
 A file is known by the SHA-256 of its content, like the backfill itself: the run key is the
 hash, so Dagster launches at most one run per content, ever, even if a file is renamed or comes
 back. The cursor remembers (modification time, size, hash) per path so unchanged files are not
-hashed again, and a file is picked up only once it has not changed for `settle_seconds`.
+hashed again, and a file is picked up only once it has not changed for `settle_seconds`. A file
+too large to load has no hash there (null); the tick's message names it, and the other entries
+of the folder that are not late reports.
 """
 
 import errno

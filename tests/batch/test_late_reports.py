@@ -260,8 +260,9 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
     (folder / "padded.jsonl.gz").write_bytes(
         b"".join(gzip.compress(half) + b"\0" * 512 for half in halves))
     # Larger than gridlake reads from one file (sparse: no disk used): named, the rest loads.
-    with (folder / "huge.jsonl").open("wb") as huge:
-        huge.truncate(MAX_FILE_BYTES + 1)
+    for name in ("huge.jsonl", "huge.json"):
+        with (folder / name).open("wb") as huge:
+            huge.truncate(MAX_FILE_BYTES + 1)
 
     # Independently: what zlib gives back in one call, split on newlines; whole elements.
     recovered = zlib.decompressobj(wbits=31).decompress(cut_gz)
@@ -277,15 +278,15 @@ def test_damaged_reports_load_what_can_be_read_and_keep_the_whole_file(
 
     status, out, err = cli("backfill", "--lake", lake.root, folder)
     assert status == 1
-    assert "4 found, 3 loaded, 0 already loaded (skipped), 1 unreadable, 2 damaged" in out
+    assert "5 found, 3 loaded, 0 already loaded (skipped), 2 unreadable, 2 damaged" in out
     assert err.splitlines() == [
         f"gridlake backfill: {folder / 'cut.json'}: its JSON array breaks off after element "
         "20; the elements before the break were loaded, and the whole file is kept in quarantine",
         f"gridlake backfill: {folder / 'cut.jsonl.gz'}: its compressed data ends early; the "
         "lines before the cut were loaded, and the whole file is kept in quarantine",
-        f"gridlake backfill: could not read {folder / 'huge.jsonl'}: it is 536,870,913 bytes, "
-        "more than the 536,870,912 that gridlake reads from one file (Spark holds a file as one "
-        "value): split it into new files"]
+        *(f"gridlake backfill: could not read {folder / name}: it is 536,870,913 bytes, more "
+          "than the 536,870,912 that gridlake reads from one file (Spark holds a file as one "
+          "value): split it into new files" for name in ("huge.json", "huge.jsonl"))]
     assert silver_winners(spark, lake) == winners(truth)
     # Quarantine: the cut line of the .gz (if the cut fell inside one), and each whole file.
     quarantined = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"]): bytes(r["payload"])

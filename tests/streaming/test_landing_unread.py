@@ -3,6 +3,10 @@ once each."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from gridlake.errors import BadArgumentError
@@ -17,11 +21,12 @@ TOO_LARGE = ("it is 536,870,913 bytes, more than the 536,870,912 that gridlake r
 
 def test_unread_names_are_the_entries_that_are_neither_records_nor_hidden():
     names = ["a.jsonl", "b.jsonl.gz", "c.json", "d.jsonl.bz2", "e.csv", "f.jsonl.tmp",
-             ".upload.jsonl", "_SUCCESS", "g.JSONL", "jsonl", "day=2026-11-01/", "h.jsonl/",
-             ".hidden/", "_spark_metadata/"]
-    # h.jsonl/ matches the landing pattern: Spark reads the record files inside it.
-    assert unread_names(names) == ["c.json", "d.jsonl.bz2", "day=2026-11-01/", "e.csv",
-                                   "f.jsonl.tmp", "g.JSONL", "jsonl"]
+             ".upload.jsonl", "_SUCCESS", "_x.jsonl", "g.JSONL", "jsonl", "day=2026-11-01/",
+             "h.jsonl/", ".hidden/", "_spark_metadata/"]
+    # h.jsonl/ matches the landing pattern: the record files inside it are read. Spark passes
+    # over _x.jsonl, which a producer meant as records; _SUCCESS is a marker.
+    assert unread_names(names) == ["_x.jsonl", "c.json", "d.jsonl.bz2", "day=2026-11-01/",
+                                   "e.csv", "f.jsonl.tmp", "g.JSONL", "jsonl"]
 
 
 def test_the_sentence_lists_a_few_names_counts_the_rest_and_points_json_to_backfill():
@@ -109,12 +114,22 @@ def test_a_landing_folder_whose_path_spark_would_misread_is_refused(tmp_path, na
     assert isinstance(parse_source(f"files:{tmp_path}"), FileSource)
 
 
-def test_the_period_comes_from_the_environment_or_is_refused_in_one_sentence():
+def test_the_period_comes_from_the_environment_or_is_refused_in_one_sentence(tmp_path):
     assert unread_check_seconds({}) == 60.0
     assert unread_check_seconds({"GRIDLAKE_UNREAD_CHECK_SECONDS": "2.5"}) == 2.5
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(BadArgumentError, match="must be a number of seconds above 0"):
             unread_check_seconds({"GRIDLAKE_UNREAD_CHECK_SECONDS": bad})
+    # Before Spark starts and before the lake is touched.
+    run = subprocess.run(
+        [sys.executable, "-m", "gridlake.cli", "stream", "--source", f"files:{tmp_path}",
+         "--lake", str(tmp_path / "lake"), "--available-now"],
+        env={**os.environ, "GRIDLAKE_UNREAD_CHECK_SECONDS": "soon"}, capture_output=True,
+        text=True, timeout=120)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == ("gridlake stream: GRIDLAKE_UNREAD_CHECK_SECONDS is 'soon'; it must be "
+                          "a number of seconds above 0\n")
+    assert not (tmp_path / "lake").exists()
 
 
 def test_a_running_stream_with_no_new_records_names_what_lands_beside_them(tmp_path):

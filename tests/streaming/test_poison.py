@@ -137,10 +137,16 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     # Files the stream never reads, here or in subfolders (one named like a partition, which
     # Spark would read instead of the folder's own files): named once on stderr; hidden ones
     # (uploads in progress, markers) are not named.
-    for name in ("batch.json", "readings.jsonl.bz2", ".upload.jsonl", "_SUCCESS",
+    for name in ("batch.json", "readings.jsonl.bz2", ".upload.jsonl", "_SUCCESS", "_x.jsonl",
                  "day=2026-11-01/r.jsonl", "old/r.jsonl"):
         (landing / name).parent.mkdir(exist_ok=True)
         (landing / name).write_bytes(texts[to_cut])
+    # A subfolder named like a record file matches the pattern: its record files are read,
+    # at any depth, with no partition inferred (Spark failed on this layout beside others).
+    nested = landing / "x.jsonl" / "day=2026-11-01" / "b.jsonl"
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(texts[to_pad])
+    (landing / "x.jsonl" / "notes.txt").write_text("not a record file")
     # Larger than gridlake reads from one file (sparse: no disk used): left out and named.
     with (landing / "huge.jsonl").open("wb") as huge:
         huge.truncate(MAX_FILE_BYTES + 1)
@@ -149,7 +155,7 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     # member; every line of the padded and the plain file.
     records = [*_lines(zlib.decompressobj(wbits=31).decompress(cut.read_bytes()), cut),
                *_lines(first, corrupt), *_lines(texts[to_pad], padded),
-               *oracle.read_records([plain])]
+               *oracle.read_records([plain, nested])]
     truth, invalid = oracle.silver_truth(records)
 
     # `gridlake stream` as deployed: run from elsewhere, with no PYSPARK_PYTHON or PYTHONPATH
@@ -166,9 +172,10 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     warnings = [line.removeprefix("gridlake stream: ") for line in run.stderr.splitlines()
                 if line.startswith("gridlake stream: ")]
     assert warnings.pop(0) == (
-        f"4 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
-        "the .jsonl and .jsonl.gz files directly in it: batch.json, day=2026-11-01/, old/, "
-        "readings.jsonl.bz2 (a CloudEvents batch array, .json, loads with gridlake backfill)")
+        f"5 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
+        "the .jsonl and .jsonl.gz files directly in it: _x.jsonl, batch.json, day=2026-11-01/, "
+        "old/, readings.jsonl.bz2 (a CloudEvents batch array, .json, loads with gridlake "
+        "backfill)")
     assert warnings.pop(0) == (
         f"{landing / 'huge.jsonl'} will not be read: it is 536,870,913 bytes, more than the "
         "536,870,912 that gridlake reads from one file (Spark holds a file as one value): split "
