@@ -44,18 +44,11 @@ from gridlake.errors import BadArgumentError
 from gridlake.gunzip import gunzip_prefix
 from gridlake.ingest import BatchResult, WriteContext, record_batch, write_batch
 from gridlake.lake import Lake, file_uri
+from gridlake.landing import HIDDEN, MAX_FILE_BYTES, RECORD_SUFFIXES, few, too_large_sentence
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import RAW_COLUMNS, SOURCE_COLUMNS, loaded_files
-from streaming.produce import RECORD_SUFFIXES
-from streaming.sources import (
-    HIDDEN,
-    MAX_FILE_BYTES,
-    file_lines,
-    file_records,
-    read_files,
-    too_large_sentence,
-)
+from streaming.sources import file_lines, file_records, read_files
 
 LINES, BATCH = "lines", "batch"
 SUFFIXES = (*((suffix, LINES) for suffix in RECORD_SUFFIXES), (".json", BATCH))
@@ -192,29 +185,34 @@ def _folder_entries(folder: Path) -> tuple[list[Path], list[str]]:
     return reports, others
 
 
-def find_report_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named on the command line, and the report files directly inside named folders."""
+def find_report_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """The late reports among `paths`: files named, and the report files directly inside named
+    folders; and what those folders hold besides, which backfill leaves alone
+    (`_folder_entries`: other files, subfolders as `name/`). Each once."""
     found: dict[Path, None] = {}
+    others: dict[str, None] = {}
     for text in paths:
         path = Path(text)
         if not path.exists():
             raise BadArgumentError(
                 f"{str(text)!r} does not exist; give late-report files or folders of them")
         if path.is_dir():
-            found.update((p.resolve(), None) for p in _folder_entries(path)[0])
+            reports, rest = _folder_entries(path.resolve())
+            found.update(dict.fromkeys(p.resolve() for p in reports))
+            others.update(dict.fromkeys(rest))
         elif report_kind(path.name):
             found[path.resolve()] = None
         else:
             raise BadArgumentError(
                 f"{str(text)!r} is not a late report; expected a .jsonl, .jsonl.gz or .json file")
-    return list(found)
+    return list(found), list(others)
 
 
-def passed_over(paths: Iterable[str | Path]) -> list[str]:
-    """What backfill leaves alone in the folders among `paths` (`_folder_entries`): files
-    that are not late reports, and subfolders (`name/`)."""
-    folders = dict.fromkeys(Path(p).resolve() for p in paths if Path(p).is_dir())
-    return [name for folder in folders for name in _folder_entries(folder)[1]]
+def passed_over_sentence(others: list[str]) -> str:
+    """What backfill says of the entries of its folders that it leaves alone."""
+    suffixes = ", ".join(suffix for suffix, _ in SUFFIXES)
+    return (f"{len(others)} file(s) or folder(s) in the folders given are not late reports "
+            f"(the {suffixes} files directly in them) and are not loaded: {few(others)}")
 
 
 def inspect_file(path: Path) -> ReportFile:
@@ -390,11 +388,9 @@ def backfill(spark, lake: Lake, paths: Iterable[str | Path], contract: Contract 
         raise BadArgumentError(f"files per batch is {files_per_batch}; it must be at least 1")
     if bytes_per_batch < 1:
         raise BadArgumentError(f"bytes per batch is {bytes_per_batch}; it must be at least 1")
-    paths = list(paths)
     result = BackfillResult()
-    paths_found = find_report_files(paths)
+    paths_found, result.passed_over = find_report_files(paths)
     result.files_found = len(paths_found)
-    result.passed_over = passed_over(paths)
     inspected: list[ReportFile] = []
     for path in paths_found:
         try:

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from gridlake.errors import BadArgumentError, GridlakeError
+from gridlake.landing import RECORD_SUFFIXES
 from shared_schemas.contract import CURRENT, Contract
 from streaming.kafka_uri import KafkaUri
 
-RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
 # Attributes that binary mode does not carry as `ce_` headers.
 _NOT_HEADERS = ("data", "data_base64", "datacontenttype")
 

@@ -32,10 +32,10 @@ from gridlake.errors import BadArgumentError, CheckpointError
 from gridlake.faults import crash_point
 from gridlake.ingest import WriteContext, record_batch, write_batch
 from gridlake.lake import Lake, hadoop_fs, read_text, write_text
+from gridlake.landing import RECORD_SUFFIXES, few, too_large_sentence
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import batch_log, bronze_telemetry
-from streaming.produce import RECORD_SUFFIXES
-from streaming.sources import FileSource, Source, few, too_large_sentence
+from streaming.sources import FileSource, Source
 
 log = logging.getLogger("gridlake.stream")
 IDENTITY_FILE = "gridlake.json"

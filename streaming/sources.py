@@ -25,42 +25,17 @@ from pyspark.sql import functions as F
 from gridlake import gunzip
 from gridlake.errors import BadArgumentError
 from gridlake.lake import hadoop_fs
+from gridlake.landing import (
+    GLOB_CHARACTERS,
+    HIDDEN,
+    LANDING_GLOB,
+    MAX_FILE_BYTES,
+    RECORD_SUFFIXES,
+    glob_escaped,
+    landing_pattern,
+)
 from shared_schemas.tables import HEADER_TYPE
 from streaming.kafka_uri import KafkaUri, parse_kafka_uri
-from streaming.produce import RECORD_SUFFIXES
-
-# The files a landing folder's readers take (Hadoop's glob of the producer's file rule).
-LANDING_GLOB = "*.{" + ",".join(suffix.lstrip(".") for suffix in RECORD_SUFFIXES) + "}"
-_GLOB_CHARACTERS = re.compile(r"([\\*?\[\]{}])")
-# Names Spark's file sources pass over: an upload in progress (`.name`), a marker (`_SUCCESS`).
-HIDDEN = (".", "_")
-# The most bytes read from one file: Spark holds a file, and the text split from it, as one
-# value each (under 2 GiB, and in memory at once), so a file is bounded as gunzip's output is.
-MAX_FILE_BYTES = gunzip.LIMIT
-
-
-def too_large_sentence(size: int) -> str:
-    """Why a file of `size` bytes is not read, as the end of a sentence about it."""
-    return (f"it is {size:,} bytes, more than the {MAX_FILE_BYTES:,} that gridlake reads from "
-            "one file (Spark holds a file as one value): split it into new files")
-
-
-def glob_escaped(path: str) -> str:
-    """`path` for a Spark file source, which reads `*?[]{}` as Hadoop glob patterns: each of
-    them (and the backslash) escaped, so a folder named `in[1]` is that folder."""
-    return _GLOB_CHARACTERS.sub(r"\\\1", path)
-
-
-def landing_pattern(directory: str) -> str:
-    """The Spark path of a landing folder's record files: those directly in it.
-
-    A pattern of files, not the folder: given a folder, Spark would also read subfolders named
-    like partitions (`day=2026-11-01/`), leave the folder's own files unread beside them, and
-    fail on a mix of such layouts. A subfolder named like a record file (`x.jsonl/`) matches
-    the pattern: readers take the record files inside it, at any depth, and no partitions
-    (`_file_reader`).
-    """
-    return f"{glob_escaped(directory.rstrip('/'))}/{LANDING_GLOB}"
 
 
 def unread_names(names: Iterable[str]) -> list[str]:
@@ -85,12 +60,6 @@ def _file_reader(reader):
     otherwise do for a folder the pattern matches, and fail on a mix of layouts."""
     return (reader.format("binaryFile").option("pathGlobFilter", LANDING_GLOB)
             .option("recursiveFileLookup", "true"))
-
-
-def few(names: list[str], shown: int = 5) -> str:
-    """`a, b, c and 4 more`: the first `shown` names, and how many others."""
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
-                                       if len(names) > shown else "")
 
 
 def _slug(text: str) -> str:
@@ -222,7 +191,7 @@ class FileSource:
     max_files_per_trigger: int = 64
 
     def __post_init__(self):
-        if _GLOB_CHARACTERS.search(self.directory):
+        if GLOB_CHARACTERS.search(self.directory):
             # Escaped or not: Spark's streaming file source then reads each file more than once
             # (as often as the folder has files), or another folder.
             raise BadArgumentError(
@@ -259,19 +228,17 @@ class FileSource:
                 entries = {e.name + ("/" if e.is_dir() else ""): e for e in scan}
         except FileNotFoundError:
             return [], {}
-        unread = unread_names(entries)
-        skip = set(unread)
         too_large = {}
         for name, entry in sorted(entries.items()):
-            if name in skip or name.startswith(HIDDEN) or name.endswith("/"):
-                continue
+            if not name.endswith(RECORD_SUFFIXES) or name.startswith(HIDDEN):
+                continue  # not a record file the stream reads (a folder's name ends in `/`)
             try:
                 size = entry.stat().st_size
             except FileNotFoundError:  # gone since the listing
                 continue
             if size > MAX_FILE_BYTES:
                 too_large[name] = size
-        return unread, too_large
+        return unread_names(entries), too_large
 
 
 @dataclass(frozen=True)

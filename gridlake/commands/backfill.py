@@ -37,16 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.late_reports import SUFFIXES, backfill, find_report_files, passed_over
+    from batch.late_reports import SUFFIXES, backfill, find_report_files, passed_over_sentence
     from batch.sites import load_sites
     from gridlake.errors import BadArgumentError
     from gridlake.lake import open_lake
+    from gridlake.landing import few
     from gridlake.session import spark_session
-    from streaming.sources import few
 
     # A bad path, or nothing to load, fails here, before Spark starts.
-    if not find_report_files(args.paths):
-        others = passed_over(args.paths)
+    reports, others = find_report_files(args.paths)
+    if not reports:
         raise BadArgumentError(
             f"no late reports ({', '.join(suffix for suffix, _ in SUFFIXES)} files) in "
             f"{', '.join(repr(str(p)) for p in args.paths)}"
@@ -62,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for line in result.lines():
         print(line)
     if result.passed_over:
-        print(f"gridlake backfill: {len(result.passed_over)} file(s) or folder(s) in the given "
-              f"folders are not late reports ({', '.join(s for s, _ in SUFFIXES)} files directly "
-              f"in them) and were not loaded: {few(result.passed_over)}", file=sys.stderr)
+        print(f"gridlake backfill: {passed_over_sentence(result.passed_over)}", file=sys.stderr)
     for problem in result.damaged:
         print(f"gridlake backfill: {problem}", file=sys.stderr)
     for problem in result.unreadable:

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if main(["rollup", "--lake", str(lake_dir), "--changed"]) != 0:
         return 1
     _step("4/6 load the late reports and recompute the days they touched")
-    if not find_report_files([fleet / "late"]):
+    if not find_report_files([fleet / "late"])[0]:
         print("(this fleet has no late reports: no device was offline long enough)")
     elif main(["backfill", "--lake", str(lake_dir), str(fleet / "late")]) != 0:
         return 1

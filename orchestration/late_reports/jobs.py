@@ -44,9 +44,8 @@ def load_late_reports(context: OpExecutionContext, config: LateReportsConfig,
                       spark: SparkResource, lake: LakeResource) -> None:
     from pathlib import Path
 
-    from batch.late_reports import backfill, find_report_files
+    from batch.late_reports import backfill, find_report_files, passed_over_sentence
     from batch.sites import load_sites
-    from streaming.sources import few
 
     find_report_files(config.paths)  # a bad path fails here, before Spark starts
     session = spark.session()
@@ -61,7 +60,7 @@ def load_late_reports(context: OpExecutionContext, config: LateReportsConfig,
     for problem in result.damaged:
         context.log.warning(problem)
     if result.passed_over:
-        context.log.warning(f"not late reports, not loaded: {few(result.passed_over)}")
+        context.log.warning(passed_over_sentence(result.passed_over))
     context.add_output_metadata({
         "files_found": result.files_found, "files_loaded": result.files_loaded,
         "files_skipped": len(result.skipped), "files_damaged": len(result.damaged),

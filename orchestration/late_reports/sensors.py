@@ -44,8 +44,8 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
             description="Watches the late-report landing folder and runs late_report_backfill "
                         "once for each new file (identified by its SHA-256).")
     def late_report_files(context: SensorEvaluationContext, lake: LakeResource):
-        from batch.late_reports import find_report_files, inspect_file, passed_over
-        from streaming.sources import few
+        from batch.late_reports import find_report_files, inspect_file, passed_over_sentence
+        from gridlake.landing import few
 
         late_dir = lake.late_reports_dir()
         if "://" in late_dir:
@@ -59,7 +59,8 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
         now = time.time()
         cursor: dict[str, list] = {}
         requests = []
-        for path in find_report_files([folder]):
+        reports, other = find_report_files([folder])
+        for path in reports:
             try:
                 stat = path.stat()
             except FileNotFoundError:  # removed since it was listed
@@ -85,10 +86,8 @@ def late_reports_sensor(job: JobDefinition, settle_seconds: int = 10, interval_s
                                        tags={SHA_TAG: sha, FILE_TAG: path.name}))
         new_cursor = json.dumps(cursor, sort_keys=True)
         if not requests:
-            other = passed_over([folder])
             too_large = sorted(p for p, (_, _, sha) in cursor.items() if sha is None)
-            left = (f"; {len(other)} file(s) or folder(s) there are not late reports and are "
-                    f"not loaded: {few(other)}" if other else "")
+            left = f"; {passed_over_sentence(other)}" if other else ""
             left += (f"; {len(too_large)} file(s) too large to load: {few(too_large)}"
                      if too_large else "")
             return SensorResult(skip_reason=f"no new late-report file in {folder}{left}",

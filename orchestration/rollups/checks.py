@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from gridlake.landing import few
 from shared_schemas.tables import TableSpec, gold_daily_device_rollups, gold_daily_site_rollups
 
 DEVICE_ROLLUPS, SITE_ROLLUPS = "daily_device_rollups", "daily_site_rollups"
@@ -54,9 +55,7 @@ class TableCheck:
 
 
 def _days(rows: list, column: str) -> str:
-    days = [str(r[column]) for r in rows]
-    more = f" and {len(days) - MAX_DAYS_LISTED} more" if len(days) > MAX_DAYS_LISTED else ""
-    return ", ".join(days[:MAX_DAYS_LISTED]) + more or "-"
+    return few([str(r[column]) for r in rows], MAX_DAYS_LISTED) or "-"
 
 
 def rows_must(name: str, description: str, holds: Callable[[], Column], day: str

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from batch.late_reports import ReportFile, _groups, json_batch_elements
 from gridlake.gunzip import gunzip_prefix
-from streaming.sources import MAX_FILE_BYTES
+from gridlake.landing import MAX_FILE_BYTES
 from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
@@ -96,8 +96,8 @@ def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
     (tmp_path / "late" / ".upload.jsonl").write_bytes(b"{}\n")
     status, out, err = cli("backfill", "--lake", lake.root, "--sites", sites, tmp_path / "late")
     assert (status, err) == (0, (
-        "gridlake backfill: 2 file(s) or folder(s) in the given folders are not late reports "
-        "(.jsonl, .jsonl.gz, .json files directly in them) and were not loaded: "
+        "gridlake backfill: 2 file(s) or folder(s) in the folders given are not late reports "
+        "(the .jsonl, .jsonl.gz, .json files directly in them) and are not loaded: "
         f"{tmp_path / 'late' / '2026-10'}/, {tmp_path / 'late' / 'notes.txt'}\n"))
     assert "5 found, 5 loaded" in out
     assert (f"{len(records)} read, {len(truth)} upserted, "

@@ -11,6 +11,7 @@ import shutil
 from dagster import SkipReason, build_sensor_context, materialize, validate_run_config
 
 from batch import lake_state
+from gridlake.landing import MAX_FILE_BYTES
 from orchestration.late_reports.jobs import late_report_backfill_job, run_config_for
 from orchestration.late_reports.sensors import late_reports_sensor
 from orchestration.resources import LakeResource
@@ -22,7 +23,6 @@ from orchestration.rollups.sensors import (
     silver_changes_sensor,
 )
 from orchestration.stream.assets import stream_table_specs
-from streaming.sources import MAX_FILE_BYTES
 from tests import oracle
 from tests.batch.expected import dumps, event
 
@@ -87,9 +87,10 @@ def test_landing_sensor_runs_the_backfill_job_once_per_new_file(fleet, tmp_path)
     assert _requests(quiet) == []
     # The tick names what is not loaded (not the hidden copy), so nothing is left silently.
     assert quiet.skip_reason.skip_message == (
-        f"no new late-report file in {late}; 1 file(s) or folder(s) there are not late "
-        f"reports and are not loaded: {late / 'notes.txt'}; 1 file(s) too large to load: "
-        f"{huge}")
+        f"no new late-report file in {late}; 1 file(s) or folder(s) in the folders given are "
+        f"not late reports (the .jsonl, .jsonl.gz, .json files directly in them) and are not "
+        f"loaded: "
+        f"{late / 'notes.txt'}; 1 file(s) too large to load: {huge}")
     assert _requests(_evaluate(settling, resources, quiet.cursor)) == []
 
 

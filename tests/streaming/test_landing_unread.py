@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from gridlake.errors import BadArgumentError
+from gridlake.landing import MAX_FILE_BYTES
 from streaming.query import UnreadFiles, unread_check_seconds, unread_sentence
-from streaming.sources import MAX_FILE_BYTES, FileSource, parse_source, unread_names
+from streaming.sources import FileSource, parse_source, unread_names
 from tests.batch.expected import dumps, event
 from tests.streaming.conftest import StreamProcess
 

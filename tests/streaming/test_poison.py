@@ -24,9 +24,10 @@ from pyspark.sql import functions as F
 
 from gridlake.cli import main
 from gridlake.lake import open_lake
+from gridlake.landing import MAX_FILE_BYTES
 from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
 from streaming.query import StreamOptions, run_stream
-from streaming.sources import MAX_FILE_BYTES, FileSource
+from streaming.sources import FileSource
 from tests import oracle
 from tests.streaming.conftest import StreamProcess, check_exactly_once
 
