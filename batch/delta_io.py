@@ -17,7 +17,7 @@ from typing import TypeVar
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from gridlake.lake import newest_commit
+from gridlake.lake import HISTORY_SEARCHED, newest_commit
 from shared_schemas.tables import TableSpec
 
 T = TypeVar("T")
@@ -70,7 +70,8 @@ def written_by(actions: list[dict], run_id: str) -> bool:
                or a.get("txn", {}).get("appId") == run_id for a in actions)
 
 
-def commit_version(spark, path: str, run_id: str, last: int = 200) -> int | None:
+def commit_version(spark, path: str, run_id: str, last: int = HISTORY_SEARCHED
+                   ) -> int | None:
     """The newest version among the last `last` commits that `run_id` wrote (`written_by`)."""
     found = newest_commit(spark, path, lambda actions: written_by(actions, run_id), last)
     return None if found is None else found[0]

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -27,7 +28,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from gridlake.faults import crash_point
-from gridlake.lake import Lake, table_version, transaction_commit
+from gridlake.lake import (
+    HISTORY_SEARCHED,
+    Lake,
+    is_data_gone,
+    table_version,
+    transaction_commit,
+)
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.spark import parse_and_validate
@@ -43,6 +50,7 @@ from shared_schemas.tables import (
 # write holds gridlake.retry.WRITE_LOCK so no other write of the session picks them up.
 _TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+log = logging.getLogger("gridlake.ingest")
 
 # Columns giving the order records were delivered in, within one batch.
 DELIVERY_ORDER = ("ingest_time", "source_file", "source_line", "kafka_partition", "kafka_offset")
@@ -310,18 +318,45 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
     # batch from being logged twice).
     # The switch is checked here too, so a switched-off log costs no lookup or time travel.
     logged = decision_log_enabled()
+    replayed = changed is None
     commit = (transaction_commit(spark, path, ctx.run_id, ctx.batch_id)
-              if logged or changed is None else None)
-    if changed is None:
+              if logged or replayed else None)
+    if replayed:
         changed = _rows_changed(commit)
+        if commit is None:
+            log.warning("the upsert decisions of %s/%s are not logged: its silver MERGE "
+                        "committed before this replay, but the commit is not among the table's "
+                        "last %d (its upserted rows are counted as 0)", ctx.run_id,
+                        ctx.batch_id, HISTORY_SEARCHED)
     if logged and commit is not None:
         written, info = commit
         read = info.get("readVersion", written - 1)
         stored = (spark.read.format("delta").option("versionAsOf", read)
                   .load(path).where(F.col("event_date").isin(*event_dates)))
-        log_decisions(spark, lake, updates if candidates is None else candidates, ctx, contract,
-                      stored, read, written)
+        try:
+            log_decisions(spark, lake, updates if candidates is None else candidates, ctx,
+                          contract, stored, read, written)
+        except Exception as error:
+            if not (is_data_gone(error) and _unreadable(stored)):
+                raise
+            # Silver holds the batch; only the record of why is lost. Failing instead would
+            # stop a stream on every restart (the replay meets the same missing files).
+            log.warning("the upsert decisions of %s/%s are not logged: silver/readings v%d, "
+                        "which its MERGE read, is no longer readable (its files were vacuumed, "
+                        "as `gridlake forget --now` does); silver holds the batch's records",
+                        ctx.run_id, ctx.batch_id, read)
     return changed
+
+
+def _unreadable(frame: DataFrame) -> bool:
+    """Whether reading every file of `frame` fails because data is gone (`is_data_gone`)."""
+    try:
+        frame.write.format("noop").mode("overwrite").save()
+    except Exception as error:
+        if is_data_gone(error):
+            return True
+        raise
+    return False
 
 
 def _rows_changed(commit: tuple[int, dict] | None) -> int:
@@ -415,7 +450,8 @@ def upsert_from_bronze(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,
             updates = candidates.transform(latest_per_key(contract.key, contract.order_by))
             result.upserted = merge_into_silver(spark, lake, updates, result.event_dates,
                                                 ctx, contract, candidates=candidates)
-        result.duplicates_or_stale = valid - result.upserted
+        # A replay after an erasure counts bronze as it is now and the MERGE as it was.
+        result.duplicates_or_stale = max(0, valid - result.upserted)
     finally:
         validated.unpersist()
     return result

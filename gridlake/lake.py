@@ -218,6 +218,26 @@ def commit_actions(spark, path: str, version: int,
     return [json.loads(line) for line in (text or "").splitlines() if line.startswith(wanted)]
 
 
+# How many of a table's newest commits are searched for one that a run wrote.
+HISTORY_SEARCHED = 200
+
+# Error names (Spark's conditions and the JVM's exceptions) of a read that met data no longer
+# there: a file vacuumed away, or a version whose log was cleaned up.
+_DATA_GONE_NAMES = (
+    "FAILED_READ_FILE.FILE_NOT_EXIST",
+    "FileNotFoundException",
+    "DELTA_FILE_NOT_FOUND",
+    "DELTA_NO_RECREATABLE_HISTORY_FOUND",
+    "DELTA_VERSION_NOT_FOUND",
+)
+
+
+def is_data_gone(error: BaseException) -> bool:
+    """Whether `error` says a read met a file or table version that no longer exists."""
+    text = f"{type(error).__name__}: {error}"
+    return any(name in text for name in _DATA_GONE_NAMES)
+
+
 def newest_commit(spark, path: str, matches: Callable[[list[dict]], bool], last: int
                    ) -> tuple[int, list[dict]] | None:
     """The newest of the last `last` commits whose actions `matches`, with those actions.
@@ -234,8 +254,8 @@ def newest_commit(spark, path: str, matches: Callable[[list[dict]], bool], last:
     return None
 
 
-def transaction_commit(spark, path: str, app_id: str, txn_version: int, last: int = 200
-                       ) -> tuple[int, dict] | None:
+def transaction_commit(spark, path: str, app_id: str, txn_version: int,
+                       last: int = HISTORY_SEARCHED) -> tuple[int, dict] | None:
     """The version and `commitInfo` of the commit that carried Delta's idempotent transaction
     (`app_id`, `txn_version`), among the last `last` commits; None if not found.
 

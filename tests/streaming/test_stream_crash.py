@@ -3,7 +3,8 @@
 At a random moment after a committed batch, and at each named point between two commits of a
 micro-batch (`gridlake.faults`): after bronze, after quarantine, after the silver MERGE, after
 the decision log, and after the batch log but before Spark's checkpoint commit marker. The long
-run (`make chaos`) mixes both: 20 kills, every other one at a named point.
+run (`make chaos`) mixes both: 20 kills, every other one at a named point. `make test-long`
+adds a replay after silver was vacuumed under it (as `gridlake forget --now` does).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from batch.erasure import _purge_and_vacuum
 from gridlake.faults import POINTS
 from gridlake.lake import Lake
+from shared_schemas.tables import bronze_telemetry, silver_readings
 from tests import oracle
 from tests.streaming.conftest import StreamProcess, check_exactly_once
 
@@ -133,3 +136,42 @@ def test_kill_9_right_after_the_silver_merge_then_restart_replays_the_batch_exac
     """make test's named commit boundary: silver committed, the decision and batch logs and
     the checkpoint not (make chaos runs every boundary)."""
     crash_at_then_restart(spark, small_fleet, tmp_path, "after_silver")
+
+
+@pytest.mark.long
+def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on(
+        spark, small_fleet, tmp_path):
+    """kill -9 right after batch 1's MERGE, then silver purged and vacuumed: silver as
+    that MERGE read it is gone, so the restart cannot classify batch 1's records again. It
+    used to fail on every restart; now it says so, logs every other batch's decisions, and
+    every record is in every table exactly once."""
+    landing, lake_dir = _landing(small_fleet, tmp_path)
+    crashed = _stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT="after_silver@1")
+    code, out = crashed.finish()
+    assert code == -signal.SIGKILL, (code, out)
+    lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
+    # What `gridlake forget --now` does to every table: deletion vectors purged (the files
+    # batch 1's MERGE marked are rewritten), then a vacuum at zero retention.
+    assert _purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
+                             purge=True) > 0
+
+    code, out = _stream(landing, lake_dir, "--available-now").finish()
+    assert code == 0, out
+    [replay] = [line for line in out.splitlines() if line.startswith("batch 1:")]
+    assert "replayed: already committed" in replay, out
+    [warning] = [line for line in out.splitlines() if "upsert decisions of" in line]
+    assert warning.startswith("the upsert decisions of stream-"), warning
+    assert "/1 are not logged: silver/readings v" in warning, warning
+    check_exactly_once(spark, lake, files)
+
+    bronze = spark.read.format("delta").load(lake.path(bronze_telemetry()))
+    [batch_1_file] = {Path(r[0]).name for r in
+                      bronze.where("batch_id = 1").select("source_file").distinct().collect()}
+    records = list(oracle.read_records(files))
+    _, invalid = oracle.silver_truth(records)
+    expected = ({(Path(r.path).name, r.line) for r in records}
+                - {(Path(r.path).name, r.line) for r in invalid})
+    decided = spark.read.format("delta").load(lake.path("_gridlake/decisions")).collect()
+    coordinates = [r["record_id"].removeprefix("file:").rsplit("#", 1) for r in decided]
+    assert sorted((Path(f).name, int(n)) for f, n in coordinates) == sorted(
+        c for c in expected if c[0] != batch_1_file)
