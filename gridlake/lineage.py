@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -27,8 +28,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from batch.delta_io import read_at
+from batch.rollups import daily_device_rollups
 from gridlake.errors import BadArgumentError, GridlakeError
-from gridlake.lake import Lake, file_uri, table_version
+from gridlake.lake import Lake, file_uri, is_data_gone, table_version
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import (
     batch_log,
@@ -122,6 +124,11 @@ class DayLineage:
     readings: list[ReadingLineage] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)
     decision_counts: dict[str, int] = field(default_factory=dict)
+    # When the version the gold row was computed from can no longer be read (its files were
+    # vacuumed), the readings are those of the latest version: that version, and whether they
+    # give the gold row's numbers again.
+    silver_version_gone: int | None = None
+    gold_matches_readings: bool | None = None
 
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
@@ -163,6 +170,19 @@ def trace_id(traceparent: str | None) -> str | None:
     """The trace id of a W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`), if well formed."""
     match = _TRACEPARENT.match((traceparent or "").strip().lower())
     return match.group(1) if match else None
+
+
+def same_numbers(computed: dict, gold: dict, rel: float = 1e-9) -> bool:
+    """Whether a device's day rolled up again (`computed`, the rollup's columns) gives the
+    gold row's values: numbers to `rel` (sums in another order; 1e-9 near zero), the rest
+    exactly."""
+    def same(a, b) -> bool:
+        if isinstance(a, float) or isinstance(b, float):
+            return (a is not None and b is not None
+                    and math.isclose(a, b, rel_tol=rel, abs_tol=1e-9))
+        return a == b
+
+    return all(same(value, gold.get(name)) for name, value in computed.items())
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -289,7 +309,9 @@ def trace_day(spark, lake: Lake, device_id: str, day: dt.date | None = None,
 
     The readings are read from silver *at the version the gold row was computed from*, so they
     are exactly the rows that made its numbers; without a gold row (rollups not run yet), at
-    the latest version.
+    the latest version. When that version's files were vacuumed, the latest readings are read
+    instead: `silver_version_gone` names the lost version and `gold_matches_readings` says
+    whether the latest readings give the gold row's numbers again.
 
     Parameters:
         device_id: the device, compared as a value (never pasted into SQL).
@@ -317,11 +339,24 @@ def trace_day(spark, lake: Lake, device_id: str, day: dt.date | None = None,
     else:
         result.silver_version = result.silver_latest_version
 
-    where = device & (F.col("event_date") == F.lit(day))
+    of_day = device & (F.col("event_date") == F.lit(day))
+    where = of_day
     if ts is not None:
         where = where & (F.col("ts") == F.timestamp_micros(F.lit(_micros(ts))))
-    silver = _read(spark, lake, silver_readings(contract), result.silver_version).where(where)
-    result.readings = trace_readings(spark, lake, silver)
+    silver = _read(spark, lake, silver_readings(contract), result.silver_version)
+    try:
+        result.readings = trace_readings(spark, lake, silver.where(where))
+    except Exception as error:
+        if result.gold is None or not is_data_gone(error):
+            raise
+        # Vacuumed (after a compaction, an erasure): the latest readings, checked against gold.
+        result.silver_version_gone = result.silver_version
+        result.silver_version = result.silver_latest_version
+        silver = _read(spark, lake, silver_readings(contract), result.silver_version)
+        result.readings = trace_readings(spark, lake, silver.where(where))
+        again = silver.where(of_day).transform(daily_device_rollups()).drop("device_id", "day")
+        rows = [r.asDict() for r in again.collect()]
+        result.gold_matches_readings = len(rows) == 1 and same_numbers(rows[0], result.gold)
 
     decisions = decisions_for(spark, lake, device_id, day, ts, contract)
     if ts is not None:

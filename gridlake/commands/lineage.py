@@ -96,6 +96,13 @@ def day_text(day) -> str:
     latest = (f" (latest v{day.silver_latest_version})"
               if day.silver_latest_version != day.silver_version else "")
     out.append(f"silver: {len(day.readings)} reading(s) as of v{day.silver_version}{latest}")
+    if day.silver_version_gone is not None:
+        numbers = ("they give the gold row's numbers" if day.gold_matches_readings else
+                   "they give other numbers than the gold row: the day changed after it was "
+                   "computed, and `gridlake rollup --changed` recomputes it")
+        out.append(f"      v{day.silver_version_gone}, which the gold row was computed from, can "
+                   f"no longer be read (its files were vacuumed): these are the readings of "
+                   f"the latest version, and {numbers}")
     if day.readings:
         out.append("")
         out += _table(

@@ -8,9 +8,12 @@ from collections import defaultdict
 
 import pytest
 
+from batch.erasure import _purge_and_vacuum
+from batch.late_reports import backfill
 from batch.rollups import rollup_range
 from gridlake.lake import open_lake
 from gridlake.lineage import parse_source, source_impact, trace_day
+from shared_schemas.tables import silver_readings
 from streaming.query import StreamOptions, run_stream
 from streaming.sources import FileSource
 from tests import oracle
@@ -130,3 +133,60 @@ def test_bad_arguments_exit_1_with_one_sentence(traced, cli, argv):
     status, out, err = cli("lineage", "--lake", lake.root, *argv)
     assert (status, out) == (1, "")
     assert err.startswith("gridlake lineage: ") and len(err.strip().splitlines()) == 1
+
+
+def _correction(record: oracle.Record, n: int, power_w: float | None = None) -> bytes:
+    """`record` sent again with a higher seq (and another power value when given)."""
+    event = json.loads(record.payload)
+    event["id"] = f"correction-{n}"
+    event["data"]["seq"] += 1
+    if power_w is not None:
+        event["data"]["power_w"] = power_w
+    return json.dumps(event).encode()
+
+
+@pytest.mark.long
+def test_a_gold_row_is_traced_after_the_silver_version_it_came_from_was_vacuumed(
+        spark, small_fleet, tmp_path):
+    """Compaction, an erasure's purge or a MERGE rewrites silver's files and VACUUM removes the
+    old ones: the version a gold row names can no longer be read. Lineage then reads the latest
+    readings and says whether they still give the gold row's numbers."""
+    lake = open_lake(str(tmp_path / "lake"), create=True, spark=spark)
+    backfill(spark, lake, [small_fleet / "stream"], progress=False)  # silver and gold
+    records = list(oracle.read_records((small_fleet / "stream").glob("*.jsonl")))
+    truth, _ = oracle.silver_truth(records)
+    by_day = _by_day(truth)
+    (device, day), (other, _) = min(by_day), max(by_day)
+    gold_version = trace_day(spark, lake, device, day).gold["silver_version"]
+    before = oracle.daily_device_rollups(truth)[(device, day)]
+
+    def load_and_vacuum(name: str, lines: list[bytes]) -> list[oracle.Record]:
+        report = tmp_path / name
+        report.write_bytes(b"".join(line + b"\n" for line in lines))
+        backfill(spark, lake, [report], rollup=False, progress=False)
+        path = lake.path(silver_readings())
+        assert _purge_and_vacuum(spark, silver_readings(), path, now=True, purge=True) > 0
+        return list(oracle.read_records([report]))
+
+    def traced_now(added: list[oracle.Record]):
+        lineage = trace_day(spark, lake, device, day)
+        now, _ = oracle.silver_truth(records + added)
+        expected = _by_day(now)[(device, day)]
+        assert lineage.silver_version_gone == gold_version
+        assert lineage.silver_version == lineage.silver_latest_version > gold_version
+        assert {(r.source_file, r.source_line) for r in lineage.readings} == {
+            (e["_record"].path, e["_record"].line) for e in expected.values()}
+        after = oracle.daily_device_rollups(now)[(device, day)]
+        return lineage, all(oracle.close(after[k], before[k]) for k in before)
+
+    # Another device's reading of the same day corrected: this device's numbers still hold.
+    other_day = [e["_record"] for (d, ts), e in truth.items() if d == other and ts.date() == day]
+    added = load_and_vacuum("other.jsonl", [_correction(other_day[0], 1)])
+    lineage, same = traced_now(added)
+    assert same and lineage.gold_matches_readings is True
+
+    # This device's reading corrected to another power: the gold row no longer holds.
+    mine = by_day[(device, day)][min(by_day[(device, day)])]["_record"]
+    added += load_and_vacuum("mine.jsonl", [_correction(mine, 2, power_w=1234.5)])
+    lineage, same = traced_now(added)
+    assert not same and lineage.gold_matches_readings is False
