@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,10 +233,37 @@ _DATA_GONE_NAMES = (
 )
 
 
+# delta-rs's object store, for a file that is not there.
+_OBJECT_GONE = re.compile(r"Object at location \S+ not found")
+
+
 def is_data_gone(error: BaseException) -> bool:
-    """Whether `error` says a read met a file or table version that no longer exists."""
+    """Whether `error` says a read (Spark's or delta-rs's) met a file or table version that no
+    longer exists."""
     text = f"{type(error).__name__}: {error}"
-    return any(name in text for name in _DATA_GONE_NAMES)
+    return any(name in text for name in _DATA_GONE_NAMES) or bool(_OBJECT_GONE.search(text))
+
+
+def partitions_changed(spark, path: str, column: str, first: int, last: int
+                       ) -> set[str] | None:
+    """The values of partition column `column` of the files that commits `first`..`last`
+    (both included) added or removed with a data change; None when one of those commit files
+    is gone (cleaned up after a checkpoint).
+
+    Read from the commit files, which outlive the data and change-data files that VACUUM
+    deletes: where a table's change data feed can no longer be read, they still say which
+    partitions changed.
+    """
+    values: set[str] = set()
+    for version in range(first, last + 1):
+        actions = commit_actions(spark, path, version, ("commitInfo", "add", "remove"))
+        if not actions:
+            return None
+        for action in actions:
+            change = action.get("add") or action.get("remove")
+            if change is not None and change.get("dataChange", True):
+                values.add((change.get("partitionValues") or {}).get(column))
+    return values - {None}
 
 
 def newest_commit(spark, path: str, matches: Callable[[list[dict]], bool], last: int

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import defaultdict
 
 import pytest
 
 from batch.erasure import _purge_and_vacuum
 from batch.late_reports import backfill
-from batch.rollups import rollup_range
+from batch.rollups import rollup_changed, rollup_range
 from gridlake.lake import open_lake
 from gridlake.lineage import parse_source, source_impact, trace_day
 from shared_schemas.tables import silver_readings
@@ -147,10 +148,11 @@ def _correction(record: oracle.Record, n: int, power_w: float | None = None) -> 
 
 @pytest.mark.long
 def test_a_gold_row_is_traced_after_the_silver_version_it_came_from_was_vacuumed(
-        spark, small_fleet, tmp_path):
+        spark, small_fleet, tmp_path, caplog):
     """Compaction, an erasure's purge or a MERGE rewrites silver's files and VACUUM removes the
     old ones: the version a gold row names can no longer be read. Lineage then reads the latest
-    readings and says whether they still give the gold row's numbers."""
+    readings and says whether they still give the gold row's numbers; `rollup --changed`,
+    whose change data went with the vacuum, finds the changed day from silver's commits."""
     lake = open_lake(str(tmp_path / "lake"), create=True, spark=spark)
     backfill(spark, lake, [small_fleet / "stream"], progress=False)  # silver and gold
     records = list(oracle.read_records((small_fleet / "stream").glob("*.jsonl")))
@@ -190,3 +192,14 @@ def test_a_gold_row_is_traced_after_the_silver_version_it_came_from_was_vacuumed
     added += load_and_vacuum("mine.jsonl", [_correction(mine, 2, power_w=1234.5)])
     lineage, same = traced_now(added)
     assert not same and lineage.gold_matches_readings is False
+
+    # The changed rollups: silver's change data since their cursor was vacuumed with the rest,
+    # so the day comes from silver's commits; gold is then computed from the latest readings.
+    with caplog.at_level(logging.WARNING, logger="gridlake.rollups"):
+        assert rollup_changed(spark, lake).days == [day]
+    assert "change data for v" in caplog.text and "partly vacuumed" in caplog.text
+    lineage = trace_day(spark, lake, device, day)
+    assert lineage.silver_version_gone is None and lineage.gold_matches_readings is None
+    now, _ = oracle.silver_truth(records + added)
+    expected = oracle.daily_device_rollups(now)[(device, day)]
+    assert all(oracle.close(lineage.gold[k], v) for k, v in expected.items())
