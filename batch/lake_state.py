@@ -25,11 +25,17 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from gridlake.session import object_store_options
+from gridlake.lake import is_data_gone
+from gridlake.session import object_store_options, s3_endpoint_and_region
 from shared_schemas.tables import TableSpec, batch_log, rollup_log, silver_readings
+
+log = logging.getLogger("gridlake.lake_state")
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,13 @@ def silver_version(root: str) -> int | None:
 
 def changed_days(root: str, first_version: int, last_version: int) -> list[dt.date]:
     """UTC days (`event_date`) with a silver row inserted, updated or deleted in versions
-    first..last (both included), from silver's change data feed."""
+    first..last (both included), from silver's change data feed.
+
+    Where VACUUM took change data the feed needs (the rollups did not run within silver's
+    retention), the days come from silver's commit files instead (`days_in_commits`); where
+    those were cleaned up too, they are every day silver holds. Either is said in a warning,
+    and neither leaves a cursor stuck before versions that can no longer be read.
+    """
     import pyarrow as pa
 
     if first_version > last_version:
@@ -140,10 +152,58 @@ def changed_days(root: str, first_version: int, last_version: int) -> list[dt.da
     table = delta_table(root, silver_readings())
     if table is None:
         return []
-    reader = table.load_cdf(starting_version=first_version, ending_version=last_version,
-                            columns=["event_date"])
-    days = pa.table(pa.RecordBatchReader.from_stream(reader)).column("event_date")
-    return sorted(d for d in days.unique().to_pylist() if d is not None)
+    try:
+        reader = table.load_cdf(starting_version=first_version, ending_version=last_version,
+                                columns=["event_date"])
+        days = pa.table(pa.RecordBatchReader.from_stream(reader)).column("event_date")
+        return sorted(d for d in days.unique().to_pylist() if d is not None)
+    except Exception as error:
+        if not is_data_gone(error):
+            raise
+    span = f"v{first_version}..v{last_version}"
+    days = days_in_commits(root, first_version, last_version)
+    if days is not None:
+        log.warning("silver's change data for %s was partly vacuumed: the days that changed "
+                    "are taken from its commits instead", span)
+        return days
+    log.warning("silver's change data and commits for %s are partly gone (vacuumed, cleaned "
+                "up): every day silver holds counts as changed", span)
+    partitions = pa.table(table.get_add_actions(flatten=True)).column("partition.event_date")
+    return sorted(d for d in partitions.unique().to_pylist() if d is not None)
+
+
+def days_in_commits(root: str, first_version: int, last_version: int) -> list[dt.date] | None:
+    """The `event_date` partitions of the files silver's commits first..last added or removed
+    with a data change (the commit files outlive the data and change data VACUUM deletes);
+    None when one of those commit files is gone."""
+    days: set[str] = set()
+    for version in range(first_version, last_version + 1):
+        text = _read_text(_uri(root, f"{silver_readings().path}/_delta_log/{version:020d}.json"))
+        if text is None:
+            return None
+        for line in text.splitlines():
+            if line.startswith(('{"add"', '{"remove"')):
+                action = next(iter(json.loads(line).values()))
+                if action.get("dataChange", True):
+                    days.add((action.get("partitionValues") or {}).get("event_date"))
+    return sorted(dt.date.fromisoformat(d) for d in days if d)
+
+
+def _read_text(uri: str) -> str | None:
+    """A small file's text, from a local path or an `s3://` URI; None when it is not there."""
+    if "://" not in uri:
+        path = Path(uri)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    from pyarrow import fs
+
+    endpoint, region = s3_endpoint_and_region(os.environ)
+    s3 = fs.S3FileSystem(endpoint_override=endpoint, region=region,
+                         scheme="http" if (endpoint or "").startswith("http://") else "https")
+    key = uri.split("://", 1)[1]
+    if s3.get_file_info(key).type != fs.FileType.File:
+        return None
+    with s3.open_input_stream(key) as stream:
+        return stream.read().decode("utf-8")
 
 
 def rollup_cursor(root: str, mode: str) -> int | None:

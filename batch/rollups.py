@@ -51,7 +51,7 @@ from batch.delta_io import (
     replace_dates,
 )
 from gridlake.errors import BadArgumentError
-from gridlake.lake import Lake, is_data_gone, partitions_changed, table_version
+from gridlake.lake import Lake, table_version
 from gridlake.quality import (
     Gate,
     QualityFailure,
@@ -418,29 +418,6 @@ def rollup_range(spark, lake: Lake, start: dt.date, end: dt.date,
     return recompute(spark, lake, day_range(start, end), contract=contract)
 
 
-def changed_days(spark, lake: Lake, first: int, version: int, contract: Contract = CURRENT
-                 ) -> list[dt.date]:
-    """UTC days whose silver readings changed in versions `first`..`version`: from silver's
-    change data feed; where VACUUM took some of its files (the changed rollups did not run
-    within silver's retention), from the commits' file actions; where those commits are gone
-    too, every day silver holds."""
-    try:
-        return lake_state.changed_days(lake.root, first, version)
-    except Exception as error:
-        if not is_data_gone(error):
-            raise
-    path = lake.path(silver_readings(contract))
-    values = partitions_changed(spark, path, "event_date", first, version)
-    if values is not None:
-        log.warning("silver's change data for v%d..v%d was partly vacuumed: the days that "
-                    "changed are taken from its commits instead", first, version)
-        return sorted(dt.date.fromisoformat(v) for v in values)
-    log.warning("silver's change data and commits for v%d..v%d are partly gone (vacuumed and "
-                "cleaned up): every day silver holds is recomputed", first, version)
-    return sorted(r[0] for r in read_at(spark, path, version).select("event_date").distinct()
-                  .collect())
-
-
 def rollup_changed(spark, lake: Lake, run_id: str | None = None,
                    contract: Contract = CURRENT) -> RollupResult:
     """Recompute only the UTC days whose silver readings changed since the last such run.
@@ -455,6 +432,6 @@ def rollup_changed(spark, lake: Lake, run_id: str | None = None,
     first = 0 if cursor is None else cursor + 1
     if cursor is not None and cursor >= version:  # nothing committed to silver since
         return RollupResult(run_id, CHANGED, version, first)
-    days = changed_days(spark, lake, first, version, contract)
+    days = lake_state.changed_days(lake.root, first, version)
     return recompute(spark, lake, days, run_id=run_id, mode=CHANGED, version=version,
                      changes_from_version=first, contract=contract)

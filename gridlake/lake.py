@@ -244,28 +244,6 @@ def is_data_gone(error: BaseException) -> bool:
     return any(name in text for name in _DATA_GONE_NAMES) or bool(_OBJECT_GONE.search(text))
 
 
-def partitions_changed(spark, path: str, column: str, first: int, last: int
-                       ) -> set[str] | None:
-    """The values of partition column `column` of the files that commits `first`..`last`
-    (both included) added or removed with a data change; None when one of those commit files
-    is gone (cleaned up after a checkpoint).
-
-    Read from the commit files, which outlive the data and change-data files that VACUUM
-    deletes: where a table's change data feed can no longer be read, they still say which
-    partitions changed.
-    """
-    values: set[str] = set()
-    for version in range(first, last + 1):
-        actions = commit_actions(spark, path, version, ("commitInfo", "add", "remove"))
-        if not actions:
-            return None
-        for action in actions:
-            change = action.get("add") or action.get("remove")
-            if change is not None and change.get("dataChange", True):
-                values.add((change.get("partitionValues") or {}).get(column))
-    return values - {None}
-
-
 def newest_commit(spark, path: str, matches: Callable[[list[dict]], bool], last: int
                    ) -> tuple[int, list[dict]] | None:
     """The newest of the last `last` commits whose actions `matches`, with those actions.

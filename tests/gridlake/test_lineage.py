@@ -195,7 +195,7 @@ def test_a_gold_row_is_traced_after_the_silver_version_it_came_from_was_vacuumed
 
     # The changed rollups: silver's change data since their cursor was vacuumed with the rest,
     # so the day comes from silver's commits; gold is then computed from the latest readings.
-    with caplog.at_level(logging.WARNING, logger="gridlake.rollups"):
+    with caplog.at_level(logging.WARNING, logger="gridlake.lake_state"):
         assert rollup_changed(spark, lake).days == [day]
     assert "change data for v" in caplog.text and "partly vacuumed" in caplog.text
     lineage = trace_day(spark, lake, device, day)
