@@ -68,6 +68,17 @@ def gunzip_prefix(content: bytes, keep: bool = True, chunk: int = 64 << 10, limi
     return b"".join(out), None
 
 
+def file_damage(path: str) -> str | None:
+    """What `gunzip_prefix` finds wrong with the `.gz` file at `path`; None when nothing is, or
+    when the file can no longer be read."""
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError:
+        return None
+    return gunzip_prefix(content, keep=False)[1]
+
+
 def unpack(content: bytes | bytearray | None) -> tuple[bytes, str | None] | None:
     """A Spark UDF's body: `gunzip_prefix` of a file's bytes (null in, null out)."""
     return None if content is None else gunzip_prefix(bytes(content))

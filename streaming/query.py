@@ -30,6 +30,7 @@ from pyspark.sql.utils import StreamingQueryException
 
 from gridlake.errors import BadArgumentError, CheckpointError
 from gridlake.faults import crash_point
+from gridlake.gunzip import file_damage
 from gridlake.ingest import WriteContext, record_batch, write_batch
 from gridlake.lake import Lake, hadoop_fs, read_text, write_text
 from gridlake.landing import RECORD_SUFFIXES, few, too_large_sentence
@@ -230,9 +231,10 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
         crash_point("after_batch_log", batch_id)
         report(result.line())
         for name in result.whole_files:
-            warn(f"batch {batch_id}: {unquote(name)} is a damaged .gz: the lines that "
-                 "decompressed before the damage were loaded, and the whole file is kept as one "
-                 "more record, without a line number")
+            path = unquote(name)
+            damage = file_damage(path) or "it does not decompress to its end"
+            warn(f"batch {batch_id}: {path} is a damaged .gz: {damage}; the whole file is kept "
+                 "as one more record, without a line number")
 
     return handle
 

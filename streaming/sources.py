@@ -228,17 +228,46 @@ class FileSource:
                 entries = {e.name + ("/" if e.is_dir() else ""): e for e in scan}
         except FileNotFoundError:
             return [], {}
-        too_large = {}
+        unread, too_large = unread_names(entries), {}
         for name, entry in sorted(entries.items()):
-            if not name.endswith(RECORD_SUFFIXES) or name.startswith(HIDDEN):
-                continue  # not a record file the stream reads (a folder's name ends in `/`)
+            if name.startswith(HIDDEN) or not name.rstrip("/").endswith(RECORD_SUFFIXES):
+                continue  # not read by the stream, and named above when it should be
+            if name.endswith("/"):
+                nested_unread, nested_large = _inside_record_folder(entry.path, name)
+                unread = sorted(unread + nested_unread)
+                too_large.update(nested_large)
+                continue
             try:
                 size = entry.stat().st_size
             except FileNotFoundError:  # gone since the listing
                 continue
             if size > MAX_FILE_BYTES:
                 too_large[name] = size
-        return unread_names(entries), too_large
+        return unread, too_large
+
+
+def _inside_record_folder(folder: str, prefix: str) -> tuple[list[str], dict[str, int]]:
+    """A subfolder named like a record file matches the pattern, and Spark reads the record
+    files in it at any depth: what else it holds (files, as `prefix` + their path), and its
+    record files over MAX_FILE_BYTES. Hidden names (`.`, `_`), which Spark skips, are not
+    listed, nor looked into."""
+    unread: list[str] = []
+    too_large: dict[str, int] = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(HIDDEN))
+        at = os.path.relpath(root, folder)
+        for name in sorted(f for f in files if not f.startswith(HIDDEN)):
+            shown = prefix + (name if at == "." else os.path.join(at, name))
+            if not name.endswith(RECORD_SUFFIXES):
+                unread.append(shown)
+                continue
+            try:
+                size = os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:  # gone since the listing
+                continue
+            if size > MAX_FILE_BYTES:
+                too_large[shown] = size
+    return unread, too_large
 
 
 @dataclass(frozen=True)

@@ -143,14 +143,16 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
         (landing / name).parent.mkdir(exist_ok=True)
         (landing / name).write_bytes(texts[to_cut])
     # A subfolder named like a record file matches the pattern: its record files are read,
-    # at any depth, with no partition inferred (Spark failed on this layout beside others).
+    # at any depth, with no partition inferred (Spark failed on this layout beside others);
+    # its other files are named.
     nested = landing / "x.jsonl" / "day=2026-11-01" / "b.jsonl"
     nested.parent.mkdir(parents=True)
     nested.write_bytes(texts[to_pad])
     (landing / "x.jsonl" / "notes.txt").write_text("not a record file")
     # Larger than gridlake reads from one file (sparse: no disk used): left out and named.
-    with (landing / "huge.jsonl").open("wb") as huge:
-        huge.truncate(MAX_FILE_BYTES + 1)
+    for name in ("huge.jsonl", "x.jsonl/big.jsonl"):
+        with (landing / name).open("wb") as huge:
+            huge.truncate(MAX_FILE_BYTES + 1)
 
     # Independently: what one-shot zlib gives back of the cut file; the corrupt file's first
     # member; every line of the padded and the plain file.
@@ -173,18 +175,24 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     warnings = [line.removeprefix("gridlake stream: ") for line in run.stderr.splitlines()
                 if line.startswith("gridlake stream: ")]
     assert warnings.pop(0) == (
-        f"5 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
+        f"6 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
         "the .jsonl and .jsonl.gz files directly in it: _x.jsonl, batch.json, day=2026-11-01/, "
-        "old/, readings.jsonl.bz2 (a CloudEvents batch array, .json, loads with gridlake "
-        "backfill)")
-    assert warnings.pop(0) == (
-        f"{landing / 'huge.jsonl'} will not be read: it is 536,870,913 bytes, more than the "
-        "536,870,912 that gridlake reads from one file (Spark holds a file as one value): split "
-        "it into new files")
-    assert sorted(w.split(": ", 1)[1] for w in warnings) == [
-        f"{path} is a damaged .gz: the lines that decompressed before the damage were loaded, "
-        "and the whole file is kept as one more record, without a line number"
-        for path in sorted([cut, corrupt])]
+        "old/, readings.jsonl.bz2 and 1 more (a CloudEvents batch array, .json, loads with "
+        "gridlake backfill)")
+    assert FileSource(str(landing)).unread_files() == (
+        ["_x.jsonl", "batch.json", "day=2026-11-01/", "old/", "readings.jsonl.bz2",
+         "x.jsonl/notes.txt"], {"huge.jsonl": MAX_FILE_BYTES + 1,
+                                "x.jsonl/big.jsonl": MAX_FILE_BYTES + 1})
+    for name in ("huge.jsonl", "x.jsonl/big.jsonl"):
+        assert warnings.pop(0) == (
+            f"{landing / name} will not be read: it is 536,870,913 bytes, more than the "
+            "536,870,912 that gridlake reads from one file (Spark holds a file as one value): "
+            "split it into new files")
+    assert sorted(w.split(": ", 1)[1] for w in warnings) == sorted([
+        f"{cut} is a damaged .gz: its compressed data ends early; the lines before the cut "
+        "were loaded; the whole file is kept as one more record, without a line number",
+        f"{corrupt} is a damaged .gz: its gzip member 2 is corrupt; the members before it "
+        "were loaded; the whole file is kept as one more record, without a line number"])
     silver = spark.read.format("delta").load(lake.path(silver_readings()))
     assert {(r["device_id"], r["ts"]): (r["seq"], r["event_id"]) for r in silver.collect()} == {
         key: (v["seq"], v["_id"]) for key, v in truth.items()}
