@@ -48,11 +48,13 @@ from gridlake.landing import HIDDEN, MAX_FILE_BYTES, RECORD_SUFFIXES, few, too_l
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import RAW_COLUMNS, SOURCE_COLUMNS, loaded_files
-from streaming.sources import file_lines, file_records, read_files
+from streaming.sources import file_lines, file_record_id, file_records, read_files
 
 LINES, BATCH = "lines", "batch"
 SUFFIXES = (*((suffix, LINES) for suffix in RECORD_SUFFIXES), (".json", BATCH))
-RAW_SCHEMA = T.StructType(SOURCE_COLUMNS + RAW_COLUMNS)
+# The raw records a batch file is split into here, before their record ids are set.
+_UNNAMED_SCHEMA = T.StructType([f for f in SOURCE_COLUMNS + RAW_COLUMNS
+                                if f.name != "record_id"])
 _CHUNK = 1 << 20
 BYTES_PER_BATCH = 128 << 20
 
@@ -125,9 +127,9 @@ def group_run_id(hashes: Iterable[str]) -> str:
 
 
 def _raw_record(source: str, line: int | None, payload: bytes) -> dict:
-    """One raw record of a file, with the columns (and record id) `file_lines` gives."""
+    """One raw record of a file, with the columns `file_lines` gives but the record id
+    (`read_reports` adds it with `file_record_id`, as `file_lines` does)."""
     return {
-        "record_id": f"file:{source}#{line}" if line is not None else f"file:{source}",
         "source_kind": "file", "source_file": source, "source_line": line,
         "kafka_topic": None, "kafka_partition": None, "kafka_offset": None,
         "payload": payload, "kafka_key": None, "headers": None, "kafka_timestamp": None,
@@ -272,7 +274,8 @@ def read_reports(spark, files: list[ReportFile], names: dict[Path, str]) -> Data
                for f in lines if f not in by_spark]
     rows = [record for f in files if f.kind == BATCH
             for record in batch_file_records(names[f.path], f.path.read_bytes())]
-    frames = [spark.createDataFrame(rows, RAW_SCHEMA)]
+    frames = [spark.createDataFrame(rows, _UNNAMED_SCHEMA).withColumn(
+        "record_id", file_record_id(F.col("source_file"), F.col("source_line")))]
     if by_name:
         frames.append(_whole_files(spark, by_name).transform(file_records()))
     if by_spark:

@@ -66,6 +66,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40]
 
 
+def file_record_id(path: Column, line: Column) -> Column:
+    """A file record's id: `file:PATH#LINE`, or `file:PATH` for a record without a line (a
+    whole file)."""
+    return F.concat(F.lit("file:"), path, F.when(line.isNotNull(), F.concat(
+        F.lit("#"), line.cast("string"))).otherwise(F.lit("")))
+
+
 def file_lines() -> Callable[[DataFrame], DataFrame]:
     """Whole files (`path`, `content`) → one raw record per non-blank line, numbered from 1.
 
@@ -92,9 +99,7 @@ def file_lines() -> Callable[[DataFrame], DataFrame]:
         return (exploded
                 .where(is_whole | (F.trim(F.col("line")) != ""))
                 .select(
-                    F.concat(F.lit("file:"), F.col("path"), F.when(
-                        ~is_whole, F.concat(F.lit("#"), line.cast("string"))).otherwise(F.lit(""))
-                    ).alias("record_id"),
+                    file_record_id(F.col("path"), line).alias("record_id"),
                     F.lit("file").alias("source_kind"),
                     F.col("path").alias("source_file"),
                     line.alias("source_line"),

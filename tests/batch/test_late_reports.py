@@ -110,9 +110,12 @@ def test_backfill_loads_every_format_once_and_recomputes_only_touched_days(
     assert site_days[("S1", dt.date(2026, 10, 25))]["samples"] == 2 * 25
     assert site_days[("S2", dt.date(2026, 11, 1))]["samples"] == 25
     # A CloudEvents batch: one record per element, numbered from 1; a non-array: one record.
-    lines = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"])
-             for r in table(spark, lake, "bronze/telemetry").collect()}
+    bronze = table(spark, lake, "bronze/telemetry").collect()
+    lines = {(r["source_file"].rsplit("/", 1)[-1], r["source_line"]) for r in bronze}
     assert {("c.json", 1), ("c.json", 72), ("d.json", None)} <= lines
+    # Record ids as the stream gives them, whichever reader split the file.
+    assert all(r["record_id"] == f"file:{r['source_file']}" + (
+        "" if r["source_line"] is None else f"#{r['source_line']}") for r in bronze)
     loaded = rows_by(spark, lake, "_gridlake/loaded_files", "path")
     assert {p.rsplit("/", 1)[-1]: r["records"] for (p,), r in loaded.items()} == {
         "_a.jsonl": 74, "b [1]{x}*?.jsonl.gz": 72, "c.json": 72, "d.json": 1, "e:x.jsonl": 6}
