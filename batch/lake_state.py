@@ -25,15 +25,20 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from gridlake.lake import is_data_gone
+from gridlake.lake import actions_in, commit_file, is_data_gone, read_text
 from gridlake.session import object_store_options, s3_endpoint_and_region
-from shared_schemas.tables import TableSpec, batch_log, rollup_log, silver_readings
+from shared_schemas.tables import (
+    TableSpec,
+    batch_log,
+    gold_daily_device_rollups,
+    rollup_log,
+    silver_readings,
+)
 
 log = logging.getLogger("gridlake.lake_state")
 
@@ -142,7 +147,8 @@ def changed_days(root: str, first_version: int, last_version: int) -> list[dt.da
 
     Where VACUUM took change data the feed needs (the rollups did not run within silver's
     retention), the days come from silver's commit files instead (`days_in_commits`); where
-    those were cleaned up too, they are every day silver holds. Either is said in a warning,
+    those were cleaned up too, they are every day silver or the device rollups hold (a day
+    whose readings were all deleted is in gold only). Either is said in a warning,
     and neither leaves a cursor stuck before versions that can no longer be read.
     """
     import pyarrow as pa
@@ -167,43 +173,69 @@ def changed_days(root: str, first_version: int, last_version: int) -> list[dt.da
                     "are taken from its commits instead", span)
         return days
     log.warning("silver's change data and commits for %s are partly gone (vacuumed, cleaned "
-                "up): every day silver holds counts as changed", span)
-    partitions = pa.table(table.get_add_actions(flatten=True)).column("partition.event_date")
-    return sorted(d for d in partitions.unique().to_pylist() if d is not None)
+                "up): every day silver or the device rollups hold counts as changed", span)
+    # Gold's days too: a day whose readings were all deleted is in gold only.
+    return sorted(_partition_values(table, "event_date") | _partition_values(
+        delta_table(root, gold_daily_device_rollups()), "day"))
+
+
+def _partition_values(table, column: str) -> set[dt.date]:
+    """The values of a date partition column in a delta-rs table's files (none: no table)."""
+    import pyarrow as pa
+
+    if table is None:
+        return set()
+    values = pa.table(table.get_add_actions(flatten=True)).column(f"partition.{column}")
+    return {v for v in values.unique().to_pylist() if v is not None}
 
 
 def days_in_commits(root: str, first_version: int, last_version: int) -> list[dt.date] | None:
     """The `event_date` partitions of the files silver's commits first..last added or removed
     with a data change (the commit files outlive the data and change data VACUUM deletes);
-    None when one of those commit files is gone."""
+    None when one of those commit files is gone, or an action does not name its partition.
+
+    Example:
+        >>> days_in_commits("/data/lake", 40, 41)                       # doctest: +SKIP
+        [datetime.date(2026, 11, 2)]
+    """
+    read = _text_reader(root)
+    table = _uri(root, silver_readings())
     days: set[str] = set()
     for version in range(first_version, last_version + 1):
-        text = _read_text(_uri(root, f"{silver_readings().path}/_delta_log/{version:020d}.json"))
+        text = read(commit_file(table, version))
         if text is None:
             return None
-        for line in text.splitlines():
-            if line.startswith(('{"add"', '{"remove"')):
-                action = next(iter(json.loads(line).values()))
-                if action.get("dataChange", True):
-                    days.add((action.get("partitionValues") or {}).get("event_date"))
-    return sorted(dt.date.fromisoformat(d) for d in days if d)
+        for action in actions_in(text, ("add", "remove")):
+            change = next(iter(action.values()))
+            if not change.get("dataChange", True):
+                continue
+            day = (change.get("partitionValues") or {}).get("event_date")
+            if not day:
+                return None
+            days.add(day)
+    return sorted(dt.date.fromisoformat(d) for d in days)
 
 
-def _read_text(uri: str) -> str | None:
-    """A small file's text, from a local path or an `s3://` URI; None when it is not there."""
-    if "://" not in uri:
-        path = Path(uri)
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+def _text_reader(root: str) -> Callable[[str], str | None]:
+    """A reader of small files under `root`: a file's text, or None when it is not there. Local
+    folders are read directly; `s3://` URIs through one pyarrow S3 filesystem, set up as the
+    delta-rs reads are (endpoint and region from the `GRIDLAKE_S3_*` variables)."""
+    if "://" not in _uri(root, ""):
+        return read_text
     from pyarrow import fs
 
     endpoint, region = s3_endpoint_and_region(os.environ)
     s3 = fs.S3FileSystem(endpoint_override=endpoint, region=region,
                          scheme="http" if (endpoint or "").startswith("http://") else "https")
-    key = uri.split("://", 1)[1]
-    if s3.get_file_info(key).type != fs.FileType.File:
-        return None
-    with s3.open_input_stream(key) as stream:
-        return stream.read().decode("utf-8")
+
+    def read(uri: str) -> str | None:
+        try:
+            with s3.open_input_stream(uri.split("://", 1)[1]) as stream:
+                return stream.read().decode("utf-8")
+        except FileNotFoundError:
+            return None
+
+    return read
 
 
 def rollup_cursor(root: str, mode: str) -> int | None:

@@ -34,6 +34,7 @@ from gridlake.lake import (
     is_data_gone,
     table_version,
     transaction_commit,
+    unreadable,
 )
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
@@ -324,20 +325,23 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
     if replayed:
         changed = _rows_changed(commit)
         if commit is None:
-            log.warning("the upsert decisions of %s/%s are not logged: its silver MERGE "
-                        "committed before this replay, but the commit is not among the table's "
-                        "last %d (its upserted rows are counted as 0)", ctx.run_id,
-                        ctx.batch_id, HISTORY_SEARCHED)
+            log.warning("the silver MERGE of %s/%s committed before this replay, but its "
+                        "commit is not among the table's last %d: its upserted rows are counted "
+                        "as 0%s", ctx.run_id, ctx.batch_id, HISTORY_SEARCHED,
+                        " and its upsert decisions are not logged" if logged else "")
     if logged and commit is not None:
         written, info = commit
         read = info.get("readVersion", written - 1)
-        stored = (spark.read.format("delta").option("versionAsOf", read)
-                  .load(path).where(F.col("event_date").isin(*event_dates)))
+
+        def stored() -> DataFrame:  # silver as the MERGE read it (Delta resolves it at load)
+            return (spark.read.format("delta").option("versionAsOf", read)
+                    .load(path).where(F.col("event_date").isin(*event_dates)))
+
         try:
             log_decisions(spark, lake, updates if candidates is None else candidates, ctx,
-                          contract, stored, read, written)
+                          contract, stored(), read, written)
         except Exception as error:
-            if not (is_data_gone(error) and _unreadable(stored)):
+            if not (is_data_gone(error) and unreadable(stored)):
                 raise
             # Silver holds the batch; only the record of why is lost. Failing instead would
             # stop a stream on every restart (the replay meets the same missing files).
@@ -346,17 +350,6 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
                         "as `gridlake forget --now` does); silver holds the batch's records",
                         ctx.run_id, ctx.batch_id, read)
     return changed
-
-
-def _unreadable(frame: DataFrame) -> bool:
-    """Whether reading every file of `frame` fails because data is gone (`is_data_gone`)."""
-    try:
-        frame.write.format("noop").mode("overwrite").save()
-    except Exception as error:
-        if is_data_gone(error):
-            return True
-        raise
-    return False
 
 
 def _rows_changed(commit: tuple[int, dict] | None) -> int:

@@ -18,11 +18,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gridlake.errors import ContractError, NotALakeError
 from shared_schemas import CURRENT, Contract
 from shared_schemas.compat import check_compatible, contract_from_dict, contract_to_dict
 from shared_schemas.tables import TableSpec, core_tables
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 MARKER = "_gridlake/lake.json"
 CONTRACT_FILE = "_gridlake/contract.json"
@@ -214,9 +218,23 @@ def commit_actions(spark, path: str, version: int,
     loads a snapshot and runs Spark jobs. Only lines of the wanted kinds are parsed: a MERGE's
     commit holds a line per file added or removed.
     """
-    text = read_text(f"{path.rstrip('/')}/_delta_log/{version:020d}.json", spark)
+    return actions_in(read_text(commit_file(path, version), spark) or "", kinds)
+
+
+def commit_file(path: str, version: int) -> str:
+    """Where version `version` of the Delta table at `path` keeps its commit."""
+    return f"{path.rstrip('/')}/_delta_log/{version:020d}.json"
+
+
+def actions_in(commit: str, kinds: tuple[str, ...]) -> list[dict]:
+    """The actions of these `kinds` in a commit file's text, one dict each.
+
+    Example:
+        >>> actions_in('{"commitInfo":{}}\n{"add":{"path":"a"}}', ("add",))
+        [{'add': {'path': 'a'}}]
+    """
     wanted = tuple(f'{{"{kind}"' for kind in kinds)
-    return [json.loads(line) for line in (text or "").splitlines() if line.startswith(wanted)]
+    return [json.loads(line) for line in commit.splitlines() if line.startswith(wanted)]
 
 
 # How many of a table's newest commits are searched for one that a run wrote.
@@ -230,6 +248,7 @@ _DATA_GONE_NAMES = (
     "DELTA_FILE_NOT_FOUND",
     "DELTA_NO_RECREATABLE_HISTORY_FOUND",
     "DELTA_VERSION_NOT_FOUND",
+    "Invalid table version",  # delta-rs, for a version whose commit is gone
 )
 
 
@@ -239,9 +258,27 @@ _OBJECT_GONE = re.compile(r"Object at location \S+ not found")
 
 def is_data_gone(error: BaseException) -> bool:
     """Whether `error` says a read (Spark's or delta-rs's) met a file or table version that no
-    longer exists."""
+    longer exists.
+
+    Example:
+        >>> is_data_gone(OSError("Object at location /l/x.parquet not found: No such file"))
+        True
+    """
     text = f"{type(error).__name__}: {error}"
     return any(name in text for name in _DATA_GONE_NAMES) or bool(_OBJECT_GONE.search(text))
+
+
+def unreadable(frame: Callable[[], DataFrame]) -> bool:
+    """Whether reading every row of the frame `frame()` builds fails because data is gone
+    (`is_data_gone`); other errors are raised. Used after a read failed, to tell whether this
+    frame (a time-travel read) is what can no longer be read."""
+    try:
+        frame().write.format("noop").mode("overwrite").save()
+    except Exception as error:
+        if is_data_gone(error):
+            return True
+        raise
+    return False
 
 
 def newest_commit(spark, path: str, matches: Callable[[list[dict]], bool], last: int

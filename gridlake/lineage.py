@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from batch.delta_io import read_at
 from batch.rollups import daily_device_rollups
 from gridlake.errors import BadArgumentError, GridlakeError
-from gridlake.lake import Lake, file_uri, is_data_gone, table_version
+from gridlake.lake import Lake, file_uri, is_data_gone, table_version, unreadable
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import (
     batch_log,
@@ -175,7 +175,12 @@ def trace_id(traceparent: str | None) -> str | None:
 def same_numbers(computed: dict, gold: dict, rel: float = 1e-9) -> bool:
     """Whether a device's day rolled up again (`computed`, the rollup's columns) gives the
     gold row's values: numbers to `rel` (sums in another order; 1e-9 near zero), the rest
-    exactly."""
+    exactly.
+
+    Example:
+        >>> same_numbers({"samples": 2, "avg_power_w": 0.1 + 0.2}, {"samples": 2, "avg_power_w": 0.3})
+        True
+    """
     def same(a, b) -> bool:
         if isinstance(a, float) or isinstance(b, float):
             return (a is not None and b is not None
@@ -343,16 +348,20 @@ def trace_day(spark, lake: Lake, device_id: str, day: dt.date | None = None,
     where = of_day
     if ts is not None:
         where = where & (F.col("ts") == F.timestamp_micros(F.lit(_micros(ts))))
-    silver = _read(spark, lake, silver_readings(contract), result.silver_version)
+    def silver_at(version: int | None) -> DataFrame:  # Delta resolves a version at load
+        return _read(spark, lake, silver_readings(contract), version)
+
     try:
-        result.readings = trace_readings(spark, lake, silver.where(where))
+        result.readings = trace_readings(spark, lake, silver_at(result.silver_version).where(where))
     except Exception as error:
-        if result.gold is None or not is_data_gone(error):
+        gone = result.silver_version
+        if result.gold is None or not is_data_gone(error) or not unreadable(
+                lambda: silver_at(gone).where(of_day)):
             raise
         # Vacuumed (after a compaction, an erasure): the latest readings, checked against gold.
-        result.silver_version_gone = result.silver_version
+        result.silver_version_gone = gone
         result.silver_version = result.silver_latest_version
-        silver = _read(spark, lake, silver_readings(contract), result.silver_version)
+        silver = silver_at(result.silver_version)
         result.readings = trace_readings(spark, lake, silver.where(where))
         again = silver.where(of_day).transform(daily_device_rollups()).drop("device_id", "day")
         rows = [r.asDict() for r in again.collect()]

@@ -145,7 +145,8 @@ def unread_sentence(directory: str, names: list[str], shown: int = 5) -> str:
     hint = (" (a CloudEvents batch array, .json, loads with gridlake backfill)"
             if any(n.endswith(".json") for n in names) else "")
     return (f"{len(names)} file(s) or folder(s) in {directory} will not be read, because the "
-            f"stream reads only the {' and '.join(RECORD_SUFFIXES)} files directly in it: "
+            f"stream reads only the {' and '.join(RECORD_SUFFIXES)} files directly in it (or "
+            f"in a subfolder named like one): "
             f"{few(names, shown)}{hint}")
 
 

@@ -222,7 +222,8 @@ class FileSource:
 
     def unread_files(self) -> tuple[list[str], dict[str, int]]:
         """What in the folder the stream will never read: the files and folders (`name/`)
-        that are not record files (`unread_names`), and the record files larger than
+        that are not record files (`unread_names`), the files other than record files inside
+        a subfolder named like one (`x.jsonl/notes.txt`), and the record files larger than
         MAX_FILE_BYTES with their sizes. Nothing when the folder does not exist (yet).
 
         Listed by the operating system (a landing folder is local, see `parse_source`), not
@@ -254,17 +255,19 @@ class FileSource:
 def _inside_record_folder(folder: str, prefix: str) -> tuple[list[str], dict[str, int]]:
     """A subfolder named like a record file matches the pattern, and Spark reads the record
     files in it at any depth: what else it holds (files, as `prefix` + their path), and its
-    record files over MAX_FILE_BYTES. Hidden names (`.`, `_`), which Spark skips, are not
-    listed, nor looked into."""
+    record files over MAX_FILE_BYTES. Hidden names, which Spark skips, are left alone as in
+    the folder itself (`unread_names`: a record file named `_x.jsonl` is listed), and hidden
+    folders are not looked into."""
     unread: list[str] = []
     too_large: dict[str, int] = {}
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(HIDDEN))
         at = os.path.relpath(root, folder)
-        for name in sorted(f for f in files if not f.startswith(HIDDEN)):
+        for name in sorted(files):
             shown = prefix + (name if at == "." else os.path.join(at, name))
-            if not name.endswith(RECORD_SUFFIXES):
+            if unread_names([name]):
                 unread.append(shown)
+            if name.startswith(HIDDEN) or not name.endswith(RECORD_SUFFIXES):
                 continue
             try:
                 size = os.stat(os.path.join(root, name)).st_size

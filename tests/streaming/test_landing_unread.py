@@ -33,11 +33,12 @@ def test_unread_names_are_the_entries_that_are_neither_records_nor_hidden():
 def test_the_sentence_lists_a_few_names_counts_the_rest_and_points_json_to_backfill():
     assert unread_sentence("/landing", [f"r{i}.json" for i in range(7)]) == (
         "7 file(s) or folder(s) in /landing will not be read, because the stream reads only "
-        "the .jsonl and .jsonl.gz files directly in it: r0.json, r1.json, r2.json, r3.json, "
+        "the .jsonl and .jsonl.gz files directly in it (or in a subfolder named like one): "
+        "r0.json, r1.json, r2.json, r3.json, "
         "r4.json and 2 more (a CloudEvents batch array, .json, loads with gridlake backfill)")
     assert unread_sentence("/landing", ["old/"]) == (
         "1 file(s) or folder(s) in /landing will not be read, because the stream reads only "
-        "the .jsonl and .jsonl.gz files directly in it: old/")
+        "the .jsonl and .jsonl.gz files directly in it (or in a subfolder named like one): old/")
 
 
 def test_each_unread_entry_is_named_once_and_the_folder_is_listed_at_most_every_period(
@@ -57,7 +58,8 @@ def test_each_unread_entry_is_named_once_and_the_folder_is_listed_at_most_every_
     unread.check()
     assert said == [
         f"2 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
-        "the .jsonl and .jsonl.gz files directly in it: batch.json, day=2026-11-01/ (a "
+        "the .jsonl and .jsonl.gz files directly in it (or in a subfolder named like one): "
+        "batch.json, day=2026-11-01/ (a "
         "CloudEvents batch array, .json, loads with gridlake backfill)",
         f"{landing / 'huge.jsonl.gz'} will not be read: {TOO_LARGE}"]
 
@@ -70,7 +72,8 @@ def test_each_unread_entry_is_named_once_and_the_folder_is_listed_at_most_every_
     unread.check()  # listed again: only the new file is named
     assert said[2:] == [
         f"1 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
-        "the .jsonl and .jsonl.gz files directly in it: more.jsonl.zst"]
+        "the .jsonl and .jsonl.gz files directly in it (or in a subfolder named like one): "
+        "more.jsonl.zst"]
 
     now[0] = 200.0
     unread.check()  # nothing new
@@ -82,7 +85,7 @@ def test_each_unread_entry_is_named_once_and_the_folder_is_listed_at_most_every_
     (landing / "batch.json").write_bytes(b"[]")
     now[0] = 400.0
     unread.check()
-    assert len(said) == 4 and said[3].endswith("directly in it: batch.json (a CloudEvents "
+    assert len(said) == 4 and said[3].endswith("named like one): batch.json (a CloudEvents "
                                                "batch array, .json, loads with gridlake backfill)")
 
 
@@ -146,7 +149,8 @@ def test_a_running_stream_with_no_new_records_names_what_lands_beside_them(tmp_p
         line = stream.wait_for_line("gridlake stream: 1 file(s) or folder(s)", timeout=120)
         assert line.rstrip("\n") == (
             f"gridlake stream: 1 file(s) or folder(s) in {landing} will not be read, because "
-            "the stream reads only the .jsonl and .jsonl.gz files directly in it: late.json "
+            "the stream reads only the .jsonl and .jsonl.gz files directly in it (or in a subfolder named like one): "
+            "late.json "
             "(a CloudEvents batch array, .json, loads with gridlake backfill)")
     finally:
         assert stream.stop() == 0, stream.tail()

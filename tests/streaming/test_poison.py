@@ -149,6 +149,7 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     nested.parent.mkdir(parents=True)
     nested.write_bytes(texts[to_pad])
     (landing / "x.jsonl" / "notes.txt").write_text("not a record file")
+    (landing / "x.jsonl" / "_y.jsonl").write_bytes(texts[to_cut])  # Spark passes it over
     # Larger than gridlake reads from one file (sparse: no disk used): left out and named.
     for name in ("huge.jsonl", "x.jsonl/big.jsonl"):
         with (landing / name).open("wb") as huge:
@@ -175,13 +176,14 @@ def test_damaged_gz_files_in_the_landing_folder_load_what_can_be_read_and_the_st
     warnings = [line.removeprefix("gridlake stream: ") for line in run.stderr.splitlines()
                 if line.startswith("gridlake stream: ")]
     assert warnings.pop(0) == (
-        f"6 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
-        "the .jsonl and .jsonl.gz files directly in it: _x.jsonl, batch.json, day=2026-11-01/, "
-        "old/, readings.jsonl.bz2 and 1 more (a CloudEvents batch array, .json, loads with "
+        f"7 file(s) or folder(s) in {landing} will not be read, because the stream reads only "
+        "the .jsonl and .jsonl.gz files directly in it (or in a subfolder named like one): "
+        "_x.jsonl, batch.json, day=2026-11-01/, "
+        "old/, readings.jsonl.bz2 and 2 more (a CloudEvents batch array, .json, loads with "
         "gridlake backfill)")
     assert FileSource(str(landing)).unread_files() == (
         ["_x.jsonl", "batch.json", "day=2026-11-01/", "old/", "readings.jsonl.bz2",
-         "x.jsonl/notes.txt"], {"huge.jsonl": MAX_FILE_BYTES + 1,
+         "x.jsonl/_y.jsonl", "x.jsonl/notes.txt"], {"huge.jsonl": MAX_FILE_BYTES + 1,
                                 "x.jsonl/big.jsonl": MAX_FILE_BYTES + 1})
     for name in ("huge.jsonl", "x.jsonl/big.jsonl"):
         assert warnings.pop(0) == (
