@@ -230,7 +230,7 @@ def actions_in(commit: str, kinds: tuple[str, ...]) -> list[dict]:
     """The actions of these `kinds` in a commit file's text, one dict each.
 
     Example:
-        >>> actions_in('{"commitInfo":{}}\n{"add":{"path":"a"}}', ("add",))
+        >>> actions_in('{"commitInfo":{}}\\n{"add":{"path":"a"}}', ("add",))
         [{'add': {'path': 'a'}}]
     """
     wanted = tuple(f'{{"{kind}"' for kind in kinds)
