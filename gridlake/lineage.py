@@ -348,11 +348,13 @@ def trace_day(spark, lake: Lake, device_id: str, day: dt.date | None = None,
     where = of_day
     if ts is not None:
         where = where & (F.col("ts") == F.timestamp_micros(F.lit(_micros(ts))))
+
     def silver_at(version: int | None) -> DataFrame:  # Delta resolves a version at load
         return _read(spark, lake, silver_readings(contract), version)
 
     try:
-        result.readings = trace_readings(spark, lake, silver_at(result.silver_version).where(where))
+        result.readings = trace_readings(spark, lake,
+                                         silver_at(result.silver_version).where(where))
     except Exception as error:
         gone = result.silver_version
         if result.gold is None or not is_data_gone(error) or not unreadable(
