@@ -33,7 +33,8 @@ test: setup lint
 	$(BIN)/python -m pytest -m "not slow and not cluster and not long" -p no:cacheprovider --durations=15
 
 # End-to-end runs too long for make test (the GDPR erasure with its vacuums and byte scan,
-# a stream replay and lineage after silver was vacuumed, compaction after a streamed run).
+# a stream replay right after the silver MERGE and one after a vacuum, lineage after a vacuum,
+# compaction after a streamed run).
 test-long: setup
 	$(BIN)/python -m pytest -m long -p no:cacheprovider
 

@@ -3,8 +3,9 @@
 At a random moment after a committed batch, and at each named point between two commits of a
 micro-batch (`gridlake.faults`): after bronze, after quarantine, after the silver MERGE, after
 the decision log, and after the batch log but before Spark's checkpoint commit marker. The long
-run (`make chaos`) mixes both: 20 kills, every other one at a named point. `make test-long`
-adds a replay after silver was vacuumed under it (as `gridlake forget --now` does).
+run (`make chaos`) mixes both: 20 kills, every other one at a named point. `make test` kills at
+a random moment; `make test-long` right after the silver MERGE, and once more with silver
+vacuumed under the replay (as `gridlake forget --now` does).
 """
 
 from __future__ import annotations
@@ -131,10 +132,11 @@ def test_kill_9_at_each_commit_boundary_then_restart(spark, small_fleet, tmp_pat
     crash_at_then_restart(spark, small_fleet, tmp_path, point)
 
 
+@pytest.mark.long
 def test_kill_9_right_after_the_silver_merge_then_restart_replays_the_batch_exactly_once(
         spark, small_fleet, tmp_path):
-    """make test's named commit boundary: silver committed, the decision and batch logs and
-    the checkpoint not (make chaos runs every boundary)."""
+    """make test-long's named commit boundary: silver committed, the decision and batch logs
+    and the checkpoint not (make chaos runs every boundary)."""
     crash_at_then_restart(spark, small_fleet, tmp_path, "after_silver")
 
 
