@@ -175,17 +175,20 @@ def changed_days(root: str, first_version: int, last_version: int) -> list[dt.da
     log.warning("silver's change data and commits for %s are partly gone (vacuumed, cleaned "
                 "up): every day silver or the device rollups hold counts as changed", span)
     # Gold's days too: a day whose readings were all deleted is in gold only.
-    return sorted(_partition_values(table, "event_date") | _partition_values(
-        delta_table(root, gold_daily_device_rollups()), "day"))
+    return sorted(_days_held(root, silver_readings()) | _days_held(
+        root, gold_daily_device_rollups()))
 
 
-def _partition_values(table, column: str) -> set[dt.date]:
-    """The values of a date partition column in a delta-rs table's files (none: no table)."""
+def _days_held(root: str, spec: TableSpec) -> set[dt.date]:
+    """The values of a date-partitioned table's partition column, from its files' entries in
+    the Delta log (none when the table does not exist)."""
     import pyarrow as pa
 
+    table = delta_table(root, spec)
     if table is None:
         return set()
-    values = pa.table(table.get_add_actions(flatten=True)).column(f"partition.{column}")
+    column = f"partition.{spec.partition_by[0]}"
+    values = pa.table(table.get_add_actions(flatten=True)).column(column)
     return {v for v in values.unique().to_pylist() if v is not None}
 
 
@@ -199,7 +202,8 @@ def days_in_commits(root: str, first_version: int, last_version: int) -> list[dt
         [datetime.date(2026, 11, 2)]
     """
     read = _text_reader(root)
-    table = _uri(root, silver_readings())
+    spec = silver_readings()
+    table, column = _uri(root, spec), spec.partition_by[0]
     days: set[str] = set()
     for version in range(first_version, last_version + 1):
         text = read(commit_file(table, version))
@@ -209,7 +213,7 @@ def days_in_commits(root: str, first_version: int, last_version: int) -> list[dt
             change = next(iter(action.values()))
             if not change.get("dataChange", True):
                 continue
-            day = (change.get("partitionValues") or {}).get("event_date")
+            day = (change.get("partitionValues") or {}).get(column)
             if not day:
                 return None
             days.add(day)

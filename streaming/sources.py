@@ -240,16 +240,21 @@ class FileSource:
                 continue  # not read by the stream, and named above when it should be
             if name.endswith("/"):
                 nested_unread, nested_large = _inside_record_folder(entry.path, name)
-                unread = sorted(unread + nested_unread)
+                unread += nested_unread
                 too_large.update(nested_large)
-                continue
-            try:
-                size = entry.stat().st_size
-            except FileNotFoundError:  # gone since the listing
-                continue
-            if size > MAX_FILE_BYTES:
+            elif (size := _over_limit(entry.path)) is not None:
                 too_large[name] = size
-        return unread, too_large
+        return sorted(unread), too_large
+
+
+def _over_limit(path: str) -> int | None:
+    """The size of the file at `path` when it is over MAX_FILE_BYTES; None when it is not, or
+    when it went away since it was listed."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+    return size if size > MAX_FILE_BYTES else None
 
 
 def _inside_record_folder(folder: str, prefix: str) -> tuple[list[str], dict[str, int]]:
@@ -269,11 +274,7 @@ def _inside_record_folder(folder: str, prefix: str) -> tuple[list[str], dict[str
                 unread.append(shown)
             if name.startswith(HIDDEN) or not name.endswith(RECORD_SUFFIXES):
                 continue
-            try:
-                size = os.stat(os.path.join(root, name)).st_size
-            except FileNotFoundError:  # gone since the listing
-                continue
-            if size > MAX_FILE_BYTES:
+            if (size := _over_limit(os.path.join(root, name))) is not None:
                 too_large[shown] = size
     return unread, too_large
 
