@@ -9,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -114,84 +116,99 @@ def parse_and_validate(contract: Contract) -> Callable[[DataFrame], DataFrame]:
     `ingest_time` (timestamp). Output: the input plus the envelope columns (`event_id`, ...),
     one typed column per contract field, and `reasons` (array of code/message; empty = valid).
     """
-    rules = R.rules_for(contract)
 
     def transform(df: DataFrame) -> DataFrame:
-        utf8_ok = F.is_valid_utf8(F.col("payload").cast("string"))
-        names = contract.attribute_names
-        # One cast reads the envelope (attributes as strings, `data` as a variant) and one the
-        # data fields: only an object casts to a struct, so a null struct means "not an object".
-        envelope = T.StructType([*[T.StructField(n, T.StringType()) for n in names],
-                                 T.StructField("data", T.VariantType())])
-        fields = T.StructType([T.StructField(f.name, T.VariantType()) for f in contract.fields])
-        parsed = (
-            df.withColumn("_utf8", F.coalesce(utf8_ok, F.lit(False)))
-            .withColumn("_v", F.when(F.col("_utf8"), _envelope_variant(contract)))
-            .withColumn("_e", F.try_variant_get("_v", "$", envelope.simpleString()))
-            .withColumn("_json", F.col("_utf8") & F.col("_e").isNotNull())
-            .withColumn("_f", F.try_variant_get("_e.data", "$", fields.simpleString()))
-            .withColumn("_data_ok", F.col("_json") & F.col("_f").isNotNull())
-        )
-        # Staged columns keep every sub-expression computed once (and the plan small).
-        parsed = parsed.select("*", *[
-            F.col(f"_e.{name}").alias(ENVELOPE_COLUMNS.get(name, name)) for name in names
-        ], *[F.col(f"_f.{f.name}").alias(f"_r_{f.name}") for f in contract.fields])
-        # Each value is cast once, to its contract type (a timestamp from its text); it is
-        # kept only where its JSON type fits.
-        times = [f for f in contract.fields if f.kind == "timestamp"]
-        parsed = parsed.select("*", *[
-            F.try_variant_get(f"_r_{f.name}", "$", "string").alias(f"_s_{f.name}") for f in times
-        ])
-        parsed = parsed.select("*", *[
-            c for f in contract.fields for c in (
-                F.schema_of_variant(f"_r_{f.name}").alias(f"_t_{f.name}"),
-                (F.col(f"_s_{f.name}").try_cast("timestamp") if f in times else
-                 F.try_variant_get(f"_r_{f.name}", "$", SPARK_TYPES[f.kind].simpleString())
-                 ).alias(f"_c_{f.name}"))
-        ])
-        parsed = parsed.select("*", *[
-            (F.col("_data_ok") & F.col(f"_r_{f.name}").isNotNull()
-             & (F.col(f"_t_{f.name}") != "VOID")).alias(f"_p_{f.name}")
-            for f in contract.fields
-        ])
-        parsed = parsed.select("*", *[
-            (F.col(f"_p_{f.name}")
-             & _kind_ok(f, F.col(f"_t_{f.name}"), F.col(f"_c_{f.name}"),
-                        F.col(f"_s_{f.name}") if f in times else None)).alias(f"_ok_{f.name}")
-            for f in contract.fields
-        ])
-        parsed = parsed.select("*", *[
-            F.when(F.col(f"_ok_{f.name}"), F.col(f"_c_{f.name}")).alias(f.name)
-            for f in contract.fields
-        ])
-
-        equals = {a.name: a.equals for a in contract.envelope}
-        broken: dict[tuple[str, str | None], Column] = {
-            (R.PAYLOAD_UTF8, None): ~F.col("_utf8"),
-            (R.PAYLOAD_JSON, None): F.col("_utf8") & ~F.col("_json"),
-            (R.DATA_OBJECT, None): F.col("_json") & ~F.col("_data_ok"),
-        }
-        for name in names:
-            value = F.col(ENVELOPE_COLUMNS.get(name, name))
-            broken[(R.ENVELOPE_MISSING, name)] = F.col("_json") & value.isNull()
-            if equals.get(name) is not None:
-                broken[(R.ENVELOPE_EQUALS, name)] = (
-                    F.col("_json") & value.isNotNull() & (value != F.lit(equals[name])))
-        for f in contract.fields:
-            checks = _field_checks(f, F.col(f.name), F.col(f"_p_{f.name}"),
-                                   F.col(f"_ok_{f.name}"), F.col("ingest_time"))
-            for check, expr in checks.items():
-                broken[(check, f.name)] = F.col("_data_ok") & expr
-
-        reasons = F.filter(
-            F.array(*[
-                F.when(F.coalesce(broken[(r.check, r.field)], F.lit(False)),
-                       F.struct(F.lit(r.code).alias("code"), F.lit(r.sentence).alias("message")))
-                for r in rules
-            ]),
-            lambda reason: reason.isNotNull(),
-        )
-        internal = [c for c in parsed.columns if c.startswith("_")]
-        return parsed.withColumn("reasons", reasons).drop(*internal)
+        plan = _validation(contract, df.sparkSession.sparkContext._gateway)
+        parsed = df
+        for stage in plan.stages:
+            parsed = parsed.select("*", *stage)
+        return parsed.withColumn("reasons", plan.reasons).drop(*plan.internal)
 
     return transform
+
+
+@dataclass(frozen=True)
+class _Validation:
+    """The validation of one contract as Spark columns: `stages` are added in turn (each may
+    use the columns of the stages before it), then `reasons`; the `internal` ones dropped."""
+
+    stages: tuple[tuple[Column, ...], ...]
+    reasons: Column
+    internal: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=8)
+def _validation(contract: Contract, gateway: object) -> _Validation:
+    """`parse_and_validate`'s columns, built once per contract (and JVM gateway).
+
+    Building them takes thousands of calls into the JVM, about 1.5 s on 2 cores: every
+    micro-batch paid that before anything ran. Spark columns are unresolved expressions, so the
+    same ones serve every batch's DataFrame.
+    """
+    del gateway  # a key only: columns live in the JVM they were built in
+    utf8_ok = F.is_valid_utf8(F.col("payload").cast("string"))
+    names = contract.attribute_names
+    times = [f for f in contract.fields if f.kind == "timestamp"]
+    # One cast reads the envelope (attributes as strings, `data` as a variant) and one the
+    # data fields: only an object casts to a struct, so a null struct means "not an object".
+    envelope = T.StructType([*[T.StructField(n, T.StringType()) for n in names],
+                             T.StructField("data", T.VariantType())])
+    fields = T.StructType([T.StructField(f.name, T.VariantType()) for f in contract.fields])
+    # Staged columns keep every sub-expression computed once (and the plan small).
+    stages: list[dict[str, Column]] = [
+        {"_utf8": F.coalesce(utf8_ok, F.lit(False))},
+        {"_v": F.when(F.col("_utf8"), _envelope_variant(contract))},
+        {"_e": F.try_variant_get("_v", "$", envelope.simpleString())},
+        {"_json": F.col("_utf8") & F.col("_e").isNotNull()},
+        {"_f": F.try_variant_get("_e.data", "$", fields.simpleString())},
+        {"_data_ok": F.col("_json") & F.col("_f").isNotNull()},
+        {**{ENVELOPE_COLUMNS.get(name, name): F.col(f"_e.{name}") for name in names},
+         **{f"_r_{f.name}": F.col(f"_f.{f.name}") for f in contract.fields}},
+        # Each value is cast once, to its contract type (a timestamp from its text); it is
+        # kept only where its JSON type fits.
+        {f"_s_{f.name}": F.try_variant_get(f"_r_{f.name}", "$", "string") for f in times},
+        {**{f"_t_{f.name}": F.schema_of_variant(f"_r_{f.name}") for f in contract.fields},
+         **{f"_c_{f.name}": (
+             F.col(f"_s_{f.name}").try_cast("timestamp") if f in times else
+             F.try_variant_get(f"_r_{f.name}", "$", SPARK_TYPES[f.kind].simpleString()))
+            for f in contract.fields}},
+        {f"_p_{f.name}": (F.col("_data_ok") & F.col(f"_r_{f.name}").isNotNull()
+                          & (F.col(f"_t_{f.name}") != "VOID"))
+         for f in contract.fields},
+        {f"_ok_{f.name}": F.col(f"_p_{f.name}") & _kind_ok(
+            f, F.col(f"_t_{f.name}"), F.col(f"_c_{f.name}"),
+            F.col(f"_s_{f.name}") if f in times else None)
+         for f in contract.fields},
+        {f.name: F.when(F.col(f"_ok_{f.name}"), F.col(f"_c_{f.name}")) for f in contract.fields},
+    ]
+
+    equals = {a.name: a.equals for a in contract.envelope}
+    broken: dict[tuple[str, str | None], Column] = {
+        (R.PAYLOAD_UTF8, None): ~F.col("_utf8"),
+        (R.PAYLOAD_JSON, None): F.col("_utf8") & ~F.col("_json"),
+        (R.DATA_OBJECT, None): F.col("_json") & ~F.col("_data_ok"),
+    }
+    for name in names:
+        value = F.col(ENVELOPE_COLUMNS.get(name, name))
+        broken[(R.ENVELOPE_MISSING, name)] = F.col("_json") & value.isNull()
+        if equals.get(name) is not None:
+            broken[(R.ENVELOPE_EQUALS, name)] = (
+                F.col("_json") & value.isNotNull() & (value != F.lit(equals[name])))
+    for f in contract.fields:
+        checks = _field_checks(f, F.col(f.name), F.col(f"_p_{f.name}"),
+                               F.col(f"_ok_{f.name}"), F.col("ingest_time"))
+        for check, expr in checks.items():
+            broken[(check, f.name)] = F.col("_data_ok") & expr
+
+    reasons = F.filter(
+        F.array(*[
+            F.when(F.coalesce(broken[(r.check, r.field)], F.lit(False)),
+                   F.struct(F.lit(r.code).alias("code"), F.lit(r.sentence).alias("message")))
+            for r in R.rules_for(contract)
+        ]),
+        lambda reason: reason.isNotNull(),
+    )
+    return _Validation(
+        stages=tuple(tuple(c.alias(n) for n, c in stage.items()) for stage in stages if stage),
+        reasons=reasons,
+        internal=tuple(n for stage in stages for n in stage if n.startswith("_")))
