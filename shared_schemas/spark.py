@@ -141,7 +141,7 @@ class _Validation:
 def _validation(contract: Contract, gateway: object) -> _Validation:
     """`parse_and_validate`'s columns, built once per contract (and JVM gateway).
 
-    Building them takes thousands of calls into the JVM, about 1.5 s on 2 cores: every
+    Building them takes thousands of calls into the JVM, about 0.85 s on 2 cores: every
     micro-batch paid that before anything ran. Spark columns are unresolved expressions, so the
     same ones serve every batch's DataFrame.
     """
