@@ -268,12 +268,27 @@ def is_data_gone(error: BaseException) -> bool:
     return any(name in text for name in _DATA_GONE_NAMES) or bool(_OBJECT_GONE.search(text))
 
 
+def missing_files(spark, frame: DataFrame) -> list[str]:
+    """The data files a Delta read `frame` would scan that storage no longer holds (a vacuum
+    took them). Found from the table's log and a listing on the driver: nothing is read, so
+    no task fails and Spark logs no error."""
+    missing = []
+    for name in frame.inputFiles():
+        fs, path = hadoop_fs(spark, name)
+        if not fs.exists(path):
+            missing.append(name)
+    return missing
+
+
 def unreadable(frame: Callable[[], DataFrame]) -> bool:
-    """Whether reading every row of the frame `frame()` builds fails because data is gone
-    (`is_data_gone`); other errors are raised. Used after a read failed, to tell whether this
-    frame (a time-travel read) is what can no longer be read."""
+    """Whether the frame `frame()` builds cannot be read because data is gone: its version's
+    log was cleaned up, one of its data files was vacuumed, or reading every row fails with
+    `is_data_gone` (a vacuumed deletion vector); other errors are raised."""
     try:
-        frame().write.format("noop").mode("overwrite").save()
+        built = frame()
+        if missing_files(built.sparkSession, built):
+            return True
+        built.write.format("noop").mode("overwrite").save()
     except Exception as error:
         if is_data_gone(error):
             return True

@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from batch.delta_io import read_at
 from batch.rollups import daily_device_rollups
 from gridlake.errors import BadArgumentError, GridlakeError
-from gridlake.lake import Lake, file_uri, is_data_gone, table_version, unreadable
+from gridlake.lake import Lake, file_uri, is_data_gone, missing_files, table_version, unreadable
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import (
     batch_log,
@@ -352,14 +352,21 @@ def trace_day(spark, lake: Lake, device_id: str, day: dt.date | None = None,
     def silver_at(version: int | None) -> DataFrame:  # Delta resolves a version at load
         return _read(spark, lake, silver_readings(contract), version)
 
+    gone = result.silver_version
     try:
-        result.readings = trace_readings(spark, lake,
-                                         silver_at(result.silver_version).where(where))
+        # Vacuumed files are looked for first: a read that meets one fails in Spark's tasks,
+        # which print their errors on stderr before the answer comes.
+        at_gold = silver_at(gone)
+        vacuumed = (result.gold is not None and gone != result.silver_latest_version
+                    and bool(missing_files(spark, at_gold.where(of_day))))
+        if not vacuumed:
+            result.readings = trace_readings(spark, lake, at_gold.where(where))
     except Exception as error:
-        gone = result.silver_version
         if result.gold is None or not is_data_gone(error) or not unreadable(
                 lambda: silver_at(gone).where(of_day)):
             raise
+        vacuumed = True
+    if vacuumed:
         # Vacuumed (after a compaction, an erasure): the latest readings, checked against gold.
         result.silver_version_gone = gone
         result.silver_version = result.silver_latest_version

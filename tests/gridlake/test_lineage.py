@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import subprocess
+import sys
 from collections import defaultdict
 
 import pytest
@@ -192,6 +194,15 @@ def test_a_gold_row_is_traced_after_the_silver_version_it_came_from_was_vacuumed
     added += load_and_vacuum("mine.jsonl", [_correction(mine, 2, power_w=1234.5)])
     lineage, same = traced_now(added)
     assert not same and lineage.gold_matches_readings is False
+    # The command says so, and the vacuumed files are found before any read meets them: no
+    # failed Spark task prints its error on stderr.
+    run = subprocess.run([sys.executable, "-m", "gridlake.cli", "lineage", "--lake", lake.root,
+                          "--device", device, "--day", day.isoformat()],
+                         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr
+    assert f"v{gold_version}, which the gold row was computed from, can no longer" in run.stdout
+    assert not [line for line in run.stderr.splitlines()
+                if " ERROR " in line or "Exception" in line], run.stderr
 
     # The changed rollups: silver's change data since their cursor was vacuumed with the rest,
     # so the day comes from silver's commits; gold is then computed from the latest readings.
