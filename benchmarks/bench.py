@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -79,6 +80,7 @@ REPO = Path(__file__).resolve().parents[1]
 MERGE_TARGET = 1.3      # MERGE at the largest silver / at the smallest, at most
 LATENCY_TARGET = 5.0    # Kafka p99 seconds at the first rate, at most
 FLAT_BACKLOG = 0.05     # backlog growth over the second half, as a fraction of the rate
+WARM_UP = 60            # seconds of load a driver's first (cold) micro-batches are given
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,37 @@ def _records_read(lines: list[str]) -> int:
                for line in list(lines) if line.startswith("batch ") and "read " in line)
 
 
+def _batch_seconds(lines: list[str]) -> list[tuple[int, float]]:
+    """(batch id, seconds) of each micro-batch line the stream printed."""
+    found = (re.match(r"batch (\d+): .*, ([\d.]+) s", line) for line in list(lines))
+    return [(int(m[1]), float(m[2])) for m in found if m]
+
+
+def _quantiles(latency) -> list[float]:
+    """p50, p95 and p99 of the `us` column (infinite when there is no row)."""
+    if latency.isEmpty():
+        return [float("inf")] * 3
+    return latency.approxQuantile("us", [0.5, 0.95, 0.99], 0.001)
+
+
+def _warm_cell(run: dict) -> str:
+    warm = run.get("latency_after_warm_up_s")
+    if not warm:
+        return "-"
+    at_least = "≥ " if run["latency_lower_bound"] else ""
+    return " / ".join(f"{at_least}{warm[q]:.1f}" for q in ("p50", "p95", "p99"))
+
+
+def _batch_cells(batches: list[tuple[int, float]]) -> str:
+    """Table cells for a run's micro-batches: how many, and their median and longest time."""
+    if not batches:
+        return "- | -"
+    seconds = [s for _, s in batches]
+    longest = max(batches, key=lambda b: b[1])
+    return (f"{len(batches)} | {statistics.median(seconds):.1f} / {longest[1]:.1f} "
+            f"(batch {longest[0]})")
+
+
 def _growth(samples: list[tuple[float, int]]) -> float:
     """Backlog growth in events/s over the second half of the samples (least squares)."""
     half = samples[len(samples) // 2:]
@@ -432,12 +465,18 @@ def run_rate(spark, broker, rate: int, seconds: int, devices: int, work: Path) -
                .where(F.col("_change_type") == "insert")
                .select("record_id", "run_id", "batch_id", "_commit_timestamp"))
     latency = (visible.join(bronze, ["record_id", "run_id", "batch_id"])
-               .select((F.unix_micros("_commit_timestamp") - F.unix_micros("kafka_timestamp"))
+               .select("kafka_timestamp",
+                       (F.unix_micros("_commit_timestamp") - F.unix_micros("kafka_timestamp"))
                        .alias("us")))
     visible_rows = latency.count()
-    quantiles = (latency.approxQuantile("us", [0.5, 0.95, 0.99], 0.001) if visible_rows
-                 else [float("inf")] * 3)
-    p50, p95, p99 = quantiles
+    p50, p95, p99 = _quantiles(latency)
+    # The first micro-batches of a new driver run cold and leave a backlog the next ones work
+    # off: the same quantiles without the records produced in the first seconds of load.
+    warm_up = min(WARM_UP, seconds / 5)
+    first_produced = bronze.agg(F.min("kafka_timestamp")).first()[0]
+    warm = (_quantiles(latency.where(F.col("kafka_timestamp") >= F.lit(
+        first_produced + dt.timedelta(seconds=warm_up)))) if first_produced
+        else [float("inf")] * 3)
     growth = _growth(samples)
     result = {"rate": rate, "seconds": seconds, "produced": producer.produced,
               "read": _records_read(lines), "drained": drained,
@@ -445,7 +484,11 @@ def run_rate(spark, broker, rate: int, seconds: int, devices: int, work: Path) -
               # Records never seen in silver are left out: the quantiles are then lower bounds.
               "latency_lower_bound": visible_rows < producer.produced,
               "latency_s": {"p50": p50 / 1e6, "p95": p95 / 1e6, "p99": p99 / 1e6},
+              "warm_up_s": warm_up,
+              "latency_after_warm_up_s": {"p50": warm[0] / 1e6, "p95": warm[1] / 1e6,
+                                          "p99": warm[2] / 1e6},
               "backlog_samples": samples, "backlog_growth_per_s": growth,
+              "batch_seconds": _batch_seconds(lines),
               "flat_backlog": growth <= FLAT_BACKLOG * rate and drained}
     shutil.rmtree(lake_dir, ignore_errors=True)
     say(f"4. Kafka at {rate:,}/s for {seconds} s: p50 {p50 / 1e6:.1f} s, p95 {p95 / 1e6:.1f} s, "
@@ -568,15 +611,21 @@ def markdown(results: dict) -> str:
     if "kafka" in m:
         k = m["kafka"]
         out += ["## Kafka end to end (produced → visible in silver, 1-second trigger)", "",
-                "| rate asked, events/s | achieved | p50 s | p95 s | p99 s | backlog growth /s |",
-                "|---:|---:|---:|---:|---:|---|"]
+                "| rate asked, events/s | achieved | p50 s | p95 s | p99 s | backlog growth /s "
+                "| p50 / p95 / p99 s after warm-up | micro-batches | batch s, median / max |",
+                "|---:|---:|---:|---:|---:|---|---|---:|---|"]
         for r in k["runs"]:
             lat, at_least = r["latency_s"], "≥ " if r["latency_lower_bound"] else ""
             out.append(f"| {r['rate']:,} | {r['achieved_rate']:,.0f} | {at_least}{lat['p50']:.1f} | "
                        f"{at_least}{lat['p95']:.1f} | {at_least}{lat['p99']:.1f} | "
                        f"{r['backlog_growth_per_s']:,.0f} "
-                       f"({'flat' if r['flat_backlog'] else 'growing'}) |")
-        out += ["", f"p99 at {k['runs'][0]['rate']:,}/s = **{s['kafka_p99_at_first_rate']:.1f} s** "
+                       f"({'flat' if r['flat_backlog'] else 'growing'}) | "
+                       f"{_warm_cell(r)} | {_batch_cells(r.get('batch_seconds', []))} |")
+        out += ["", "After warm-up: the records produced once the stream had had the first "
+                f"{k['runs'][0].get('warm_up_s', WARM_UP):.0f} s of load, when its first "
+                "micro-batches (cold code, and the backlog they leave) are behind it. The target "
+                "is judged on the whole run.",
+                "", f"p99 at {k['runs'][0]['rate']:,}/s = **{s['kafka_p99_at_first_rate']:.1f} s** "
                 f"(target ≤ {LATENCY_TARGET:.0f} s): {_verdict(s['kafka_target_met'])}. Highest "
                 f"rate with a flat backlog for {o['kafka_seconds']} s: "
                 f"**{k['highest_flat_rate']:,}/s**"
