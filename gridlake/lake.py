@@ -268,13 +268,13 @@ def is_data_gone(error: BaseException) -> bool:
     return any(name in text for name in _DATA_GONE_NAMES) or bool(_OBJECT_GONE.search(text))
 
 
-def missing_files(spark, frame: DataFrame) -> list[str]:
+def missing_files(frame: DataFrame) -> list[str]:
     """The data files a Delta read `frame` would scan that storage no longer holds (a vacuum
     took them). Found from the table's log and a listing on the driver: nothing is read, so
     no task fails and Spark logs no error."""
     missing = []
     for name in frame.inputFiles():
-        fs, path = hadoop_fs(spark, name)
+        fs, path = hadoop_fs(frame.sparkSession, name)
         if not fs.exists(path):
             missing.append(name)
     return missing
@@ -286,7 +286,7 @@ def unreadable(frame: Callable[[], DataFrame]) -> bool:
     `is_data_gone` (a vacuumed deletion vector); other errors are raised."""
     try:
         built = frame()
-        if missing_files(built.sparkSession, built):
+        if missing_files(built):
             return True
         built.write.format("noop").mode("overwrite").save()
     except Exception as error:

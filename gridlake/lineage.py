@@ -358,7 +358,7 @@ def trace_day(spark, lake: Lake, device_id: str, day: dt.date | None = None,
         # which print their errors on stderr before the answer comes.
         at_gold = silver_at(gone)
         vacuumed = (result.gold is not None and gone != result.silver_latest_version
-                    and bool(missing_files(spark, at_gold.where(of_day))))
+                    and bool(missing_files(at_gold.where(of_day))))
         if not vacuumed:
             result.readings = trace_readings(spark, lake, at_gold.where(where))
     except Exception as error:
