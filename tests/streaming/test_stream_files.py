@@ -100,6 +100,22 @@ def test_replaying_a_committed_batch_changes_nothing(spark, small_fleet, streame
     assert result.replayed and result.upserted == logged["upserted"] > 0
 
 
+def test_tables_of_a_micro_batch_write_their_checkpoints_at_different_commits(spark, streamed):
+    """Each micro-batch commits to all of them: were their Delta checkpoints on the same
+    commit numbers, one batch in ten would pay for all of them at once."""
+    from delta.tables import DeltaTable
+
+    lake, _, _ = streamed
+    tables = (bronze_telemetry(), quarantine_telemetry(), silver_readings(), batch_log(),
+              decision_log())
+    intervals = {spec.path: int(DeltaTable.forPath(spark, lake.path(spec)).detail().first()
+                                ["properties"].get("delta.checkpointInterval", "10"))
+                 for spec in tables}
+    for commit in range(1, 101):
+        checkpointing = [path for path, every in intervals.items() if commit % every == 0]
+        assert len(checkpointing) <= 1, (commit, checkpointing)
+
+
 def _version(spark, lake, spec):
     from delta.tables import DeltaTable
     return DeltaTable.forPath(spark, lake.path(spec)).history(1).first()["version"]
