@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup jars test test-long lint demo bench bench-stream bench-batch bench-microbatch notebooks lab chaos clean
+.PHONY: setup jars test test-long lint demo bench bench-stream bench-batch bench-microbatch bench-checkpoints notebooks lab chaos clean
 
 setup: $(VENV)/.installed jars
 
@@ -59,6 +59,9 @@ bench-batch: setup
 # The fixed cost of small micro-batches: Spark's default code cache against gridlake's session.
 bench-microbatch: setup
 	$(BIN)/python -m benchmarks.bench_microbatch
+
+bench-checkpoints: setup
+	$(BIN)/python -m benchmarks.bench_checkpoints
 
 # The analyst notebooks, executed against $(GRIDLAKE_LAKE) (the demo lake unless set; made
 # first when missing); executed copies with their plots go to notebooks/executed/ (git-ignored).
