@@ -69,6 +69,7 @@ from benchmarks.bench_stream import (
     run_ceiling,
     run_merge_scaling,
     run_pipeline,
+    run_sentence,
     say,
     silver_rows_arg,
     step_table,
@@ -557,15 +558,10 @@ def _verdict(met: bool) -> str:
 
 
 def markdown(results: dict) -> str:
-    mc, m, s, o = results["machine"], results["measurements"], results["summary"], results["options"]
+    m, s, o = results["measurements"], results["summary"], results["options"]
     out = ["# make bench", "",
-           f"Run {results['started_at']} .. {results.get('finished_at', '?')} on {mc['nproc']} "
-           f"cores ({mc['cpu']}), {mc['memory_gib']} GiB; load average "
-           f"{', '.join(f'{x:.1f}' for x in mc['load_average_at_start'])} at start, "
-           f"{', '.join(f'{x:.1f}' for x in mc.get('load_average_at_end', []))} at end. "
-           f"Python {mc['python']}, PySpark {mc['pyspark']}, Delta {mc['delta_spark']}, "
-           f"{mc['java']}; Spark `{MASTER}`, driver memory {DRIVER_MEMORY}, UI off; git "
-           f"{mc['git_head'][:12]}{' (modified)' if mc['git_modified'] else ''}.", "",
+           run_sentence(results, f"Spark `{MASTER}`, driver memory {DRIVER_MEMORY}, UI off"),
+           "",
            "Every row below comes from this one run; compare ratios more than absolute numbers.",
            ""]
     if "ingest_events_per_s" in s:

@@ -25,22 +25,21 @@ Parameters: see `--help`; the defaults are the issue's benchmark (90 days x 500 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import random
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bench_stream import (
     DRIVER_MEMORY,
     MASTER,
-    RESULTS_DIR,
     StepRecorder,
     bench_session,
     finish,
+    int_options,
     new_results,
     run_pipeline,
     say,
@@ -66,20 +65,12 @@ class BatchBenchOptions:
 
 
 def parse_args(argv: list[str] | None) -> tuple[BatchBenchOptions, Path]:
-    d = BatchBenchOptions()
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_batch",
-                                description=__doc__.split("\n\n")[0])
-    for name in ("devices", "days", "late_devices", "late_days", "throughput_devices",
-                 "throughput_days", "files", "max_files_per_trigger", "seed"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    p.add_argument("--out", type=Path, default=RESULTS_DIR,
-                   help="folder for batch.json and batch.md (default %(default)s)")
-    a = p.parse_args(argv)
-    options = replace(d, **{k: v for k, v in vars(a).items() if k != "out"})
+    options, out, parser = int_options(argv, BatchBenchOptions(),
+                                       "python -m benchmarks.bench_batch", __doc__, "batch")
     if options.late_days > options.days or options.late_devices > options.devices:
-        p.error("the late report must fit the lake: --late-days <= --days and "
-                "--late-devices <= --devices")
-    return options, a.out
+        parser.error("the late report must fit the lake: --late-days <= --days and "
+                     "--late-devices <= --devices")
+    return options, out
 
 
 # -- the data -----------------------------------------------------------------------------------

@@ -23,19 +23,19 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bench_stream import (
-    RESULTS_DIR,
     _landing_files,
     bench_session,
     cached_fleet,
     finish,
+    int_options,
     new_results,
+    run_sentence,
     say,
 )
 
@@ -52,18 +52,12 @@ class CheckpointOptions:
 
 
 def parse_args(argv: list[str] | None) -> tuple[CheckpointOptions, Path]:
-    d = CheckpointOptions()
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_checkpoints",
-                                description=__doc__.split("\n\n")[0])
-    for name in ("devices", "batches", "warm_up", "seed"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    p.add_argument("--out", type=Path, default=RESULTS_DIR,
-                   help="folder for checkpoints.json and .md (default %(default)s)")
-    a = p.parse_args(argv)
-    options = replace(d, **{k: v for k, v in vars(a).items() if k != "out"})
+    options, out, parser = int_options(argv, CheckpointOptions(),
+                                       "python -m benchmarks.bench_checkpoints", __doc__,
+                                       "checkpoints")
     if options.batches <= options.warm_up + 1:
-        p.error(f"--batches must be more than --warm-up + 1 ({options.warm_up + 1})")
-    return options, a.out
+        parser.error(f"--batches must be more than --warm-up + 1 ({options.warm_up + 1})")
+    return options, out
 
 
 def micro_batch_tables() -> tuple:
@@ -126,16 +120,11 @@ def summarize(results: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    m, s, o = results["machine"], results["summary"], results["options"]
+    s, o = results["summary"], results["options"]
     lakes = results["measurements"].get("lakes", {})
     lines = [
         "# make bench-checkpoints", "",
-        f"Run {results['started_at']} .. {results.get('finished_at', '?')} on {m['nproc']} cores "
-        f"({m['cpu']}), {m['memory_gib']} GiB; load average "
-        f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])} at start, "
-        f"{', '.join(f'{x:.1f}' for x in m.get('load_average_at_end', []))} at end. "
-        f"Python {m['python']}, PySpark {m['pyspark']}, Delta {m['delta_spark']}, {m['java']}; "
-        f"git {m['git_head'][:12]}{' (modified)' if m['git_modified'] else ''}.", "",
+        run_sentence(results), "",
         f"{o['batches']} micro-batches of one landing file each ({o['devices']} devices; "
         "`write_batch` + `record_batch`) into two lakes in one driver, alternating batch by "
         f"batch; statistics over the batches after the first {o['warm_up']}.", "",

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,10 +31,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.bench_stream import RESULTS_DIR, cached_fleet, finish, new_results, say
+from benchmarks.bench_stream import (
+    cached_fleet,
+    finish,
+    int_options,
+    new_results,
+    run_sentence,
+    say,
+)
 
 CODE_CACHE = "spark.sql.codegen.cache.maxEntries"
 SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
@@ -62,18 +68,12 @@ class MicroBatchOptions:
 
 
 def parse_args(argv: list[str] | None) -> tuple[MicroBatchOptions, Path]:
-    d = MicroBatchOptions()
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_microbatch",
-                                description=__doc__.split("\n\n")[0])
-    for name in ("devices", "batches", "warm_up", "rounds", "seed"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    p.add_argument("--out", type=Path, default=RESULTS_DIR,
-                   help="folder for microbatch.json and .md (default %(default)s)")
-    a = p.parse_args(argv)
-    options = replace(d, **{k: v for k, v in vars(a).items() if k != "out"})
+    options, out, parser = int_options(argv, MicroBatchOptions(),
+                                       "python -m benchmarks.bench_microbatch", __doc__,
+                                       "microbatch")
     if options.batches <= options.warm_up:
-        p.error(f"--batches must be more than --warm-up ({options.warm_up})")
-    return options, a.out
+        parser.error(f"--batches must be more than --warm-up ({options.warm_up})")
+    return options, out
 
 
 # -- one driver: a child process ---------------------------------------------------------------
@@ -136,15 +136,10 @@ def summarize(results: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    m, s, o = results["machine"], results["summary"], results["options"]
+    s, o = results["summary"], results["options"]
     lines = [
         "# make bench-microbatch", "",
-        f"Run {results['started_at']} .. {results.get('finished_at', '?')} on {m['nproc']} cores "
-        f"({m['cpu']}), {m['memory_gib']} GiB; load average "
-        f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])} at start, "
-        f"{', '.join(f'{x:.1f}' for x in m.get('load_average_at_end', []))} at end. "
-        f"Python {m['python']}, PySpark {m['pyspark']}, Delta {m['delta_spark']}, {m['java']}; "
-        f"git {m['git_head'][:12]}{' (modified)' if m['git_modified'] else ''}.", "",
+        run_sentence(results), "",
         f"{o['batches']} micro-batches of one landing file each (`write_batch` + `record_batch`) "
         f"per fresh driver, {o['rounds']} round(s) of every driver, alternating; the mean is "
         f"over the batches after the first {o['warm_up']} of each driver.", "",

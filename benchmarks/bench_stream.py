@@ -930,6 +930,33 @@ def new_results(options) -> dict:
     return results
 
 
+def int_options(argv: list[str] | None, defaults, prog: str, doc: str, results_name: str):
+    """Parse `--name N` for every field of the options dataclass `defaults`, and `--out`.
+
+    Returns (options, out folder, parser): the parser for `parser.error` on checks across
+    options."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    for name, value in asdict(defaults).items():
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=value)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR,
+                   help=f"folder for {results_name}.json and .md (default %(default)s)")
+    a = p.parse_args(argv)
+    return replace(defaults, **{k: v for k, v in vars(a).items() if k != "out"}), a.out, p
+
+
+def run_sentence(results: dict, setup: str = "") -> str:
+    """When and where a run ran: times, cores, memory, load, versions, `setup`, git commit."""
+    mc = results["machine"]
+    load = (", ".join(f"{x:.1f}" for x in mc.get(key, []))
+            for key in ("load_average_at_start", "load_average_at_end"))
+    return (f"Run {results['started_at']} .. {results.get('finished_at', '?')} on "
+            f"{mc['nproc']} cores ({mc['cpu']}), {mc['memory_gib']} GiB; load average "
+            f"{next(load)} at start, {next(load)} at end. Python {mc['python']}, PySpark "
+            f"{mc['pyspark']}, Delta {mc['delta_spark']}, {mc['java']}; "
+            + (f"{setup}; " if setup else "")
+            + f"git {mc['git_head'][:12]}{' (modified)' if mc['git_modified'] else ''}.")
+
+
 def bench_session(app_name: str, work_name: str):
     """The benchmarks' Spark session (local[2], a 6g driver, UI off) and an empty work folder."""
     from gridlake.session import spark_session
