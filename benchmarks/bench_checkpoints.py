@@ -40,7 +40,6 @@ from benchmarks.bench_stream import (
 )
 
 LAKES = ("together", "spread")
-INTERVAL = "delta.checkpointInterval"
 
 
 @dataclass(frozen=True)
@@ -60,31 +59,21 @@ def parse_args(argv: list[str] | None) -> tuple[CheckpointOptions, Path]:
     return options, out
 
 
-def micro_batch_tables() -> tuple:
-    from shared_schemas.tables import (
-        batch_log,
-        bronze_telemetry,
-        decision_log,
-        quarantine_telemetry,
-        silver_readings,
-    )
-    return (bronze_telemetry(), quarantine_telemetry(), silver_readings(), decision_log(),
-            batch_log())
-
-
 def new_lake(spark, root: Path, name: str) -> tuple[object, dict[str, str]]:
     """A new lake; "together" has every micro-batch table at Delta's default interval of 10.
 
     Both lakes get one ALTER per table, so their tables start from the same versions."""
     from gridlake.lake import open_lake
+    from shared_schemas.tables import CHECKPOINT_INTERVAL_PROPERTY, micro_batch_tables
 
     lake = open_lake(str(root / name), create=True, spark=spark)
     intervals = {}
     for spec in micro_batch_tables():
-        every = "10" if name == "together" else spec.table_properties.get(INTERVAL, "10")
+        every = ("10" if name == "together"
+                 else spec.table_properties.get(CHECKPOINT_INTERVAL_PROPERTY, "10"))
         # The path is the lake's own folder and `every` a number: nothing here comes from input.
         spark.sql(f"ALTER TABLE delta.`{lake.path(spec)}` SET TBLPROPERTIES "
-                  f"('{INTERVAL}' = '{int(every)}')")
+                  f"('{CHECKPOINT_INTERVAL_PROPERTY}' = '{int(every)}')")
         intervals[spec.path] = every
     return lake, intervals
 

@@ -76,9 +76,12 @@ def stats_properties(schema: T.StructType, partition_by: tuple[str, ...] = ()
 # second or two more for that commit. With the same interval everywhere, those land in the same
 # micro-batches (one in ten taking seconds longer, the stream's latency tail). Pairwise coprime
 # intervals spread them: 10, 11, 13, 17 and 19 commits, two of which meet only every 110 or more.
+CHECKPOINT_INTERVAL_PROPERTY = "delta.checkpointInterval"
+
+
 def checkpoint_every(commits: int) -> dict[str, str]:
     """The table property making Delta write a log checkpoint every `commits` commits."""
-    return {"delta.checkpointInterval": str(commits)}
+    return {CHECKPOINT_INTERVAL_PROPERTY: str(commits)}
 
 
 def _fields(*pairs: tuple[str, T.DataType] | tuple[str, T.DataType, bool]) -> list[T.StructField]:
@@ -384,6 +387,13 @@ def quality_results() -> TableSpec:
         key=("run_id", "table", "day", "expectation"),
         description="Data-quality results: every expectation of every `gridlake quality` run.",
     )
+
+
+def micro_batch_tables(contract: Contract = CURRENT) -> tuple[TableSpec, ...]:
+    """The tables one batch of the write path (`gridlake.ingest.write_batch` and
+    `record_batch`) commits to, each under the batch's transaction id."""
+    return (bronze_telemetry(), quarantine_telemetry(), silver_readings(contract),
+            decision_log(contract), batch_log())
 
 
 def core_tables(contract: Contract = CURRENT) -> tuple[TableSpec, ...]:

@@ -11,9 +11,10 @@ from pyspark.sql import functions as F
 from gridlake.ingest import WriteContext, write_batch
 from gridlake.lake import open_lake
 from shared_schemas.tables import (
+    CHECKPOINT_INTERVAL_PROPERTY,
     batch_log,
     bronze_telemetry,
-    decision_log,
+    micro_batch_tables,
     quarantine_telemetry,
     silver_readings,
 )
@@ -88,8 +89,7 @@ def test_replaying_a_committed_batch_changes_nothing(spark, small_fleet, streame
     from gridlake.lake import read_text
     checkpoint = lake.default_checkpoint(source.slug)
     run_id = json.loads(read_text(f"{checkpoint}/gridlake.json"))["run_id"]
-    tables = (bronze_telemetry(), quarantine_telemetry(), silver_readings(), batch_log(),
-              decision_log())
+    tables = micro_batch_tables()
     versions = {s.path: _version(spark, lake, s) for s in tables}
     [logged] = (spark.read.format("delta").load(lake.path(batch_log()))
                 .where((F.col("run_id") == run_id) & (F.col("batch_id") == 0)).collect())
@@ -109,12 +109,11 @@ def test_tables_of_a_micro_batch_write_their_checkpoints_at_different_commits(sp
     from delta.tables import DeltaTable
 
     lake, _, _ = streamed
-    tables = (bronze_telemetry(), quarantine_telemetry(), silver_readings(), batch_log(),
-              decision_log())
+    tables = micro_batch_tables()
     properties = {spec.path: DeltaTable.forPath(spark, lake.path(spec)).detail().first()
                   ["properties"] for spec in tables}
-    assert all("delta.checkpointInterval" in p for p in properties.values()), properties
-    intervals = {path: int(p["delta.checkpointInterval"]) for path, p in properties.items()}
+    assert all(CHECKPOINT_INTERVAL_PROPERTY in p for p in properties.values()), properties
+    intervals = {path: int(p[CHECKPOINT_INTERVAL_PROPERTY]) for path, p in properties.items()}
     # Pairwise coprime: two tables committing every batch checkpoint together only once every
     # a*b batches.
     for a, b in itertools.combinations(intervals.values(), 2):
