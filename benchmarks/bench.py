@@ -20,7 +20,8 @@ last):
 5. **small files**: an hour of one-minute micro-batches streamed, then `gridlake compact`:
    files per partition of each table and the rollup of those days, without and with it;
 6. **rollups**: a full 90-day recompute against `rollup --changed` after a late report touching
-   3 days (`bench_batch.run_rollups`).
+   3 days, and runs of 1, 3, 9 and 27 days for the fixed and per-day cost of a run
+   (`bench_batch.run_rollups`).
 
 Results: `benchmarks/results/latest.json` and `latest.md`.
 
@@ -550,6 +551,7 @@ def summarize(results: dict) -> dict:
     if "rollups" in m:
         s["changed_over_full"] = m["rollups"]["changed"]["seconds"] / m["rollups"]["full"]["seconds"]
         s["changed_target_met"] = s["changed_over_full"] <= bench_batch.CHANGED_TARGET
+        s.update(bench_batch.cost_model(m["rollups"]))
     return s
 
 
@@ -634,7 +636,8 @@ def markdown(results: dict) -> str:
                 f"| `--changed` after a late report | {r['changed']['seconds']:.1f} | "
                 f"{len(r['changed']['days'])} |", "",
                 f"`--changed` / full = **{s['changed_over_full']:.1%}** (target ≤ "
-                f"{bench_batch.CHANGED_TARGET:.0%}): {_verdict(s['changed_target_met'])}.", ""]
+                f"{bench_batch.CHANGED_TARGET:.0%}): {_verdict(s['changed_target_met'])}."]
+        out += [*bench_batch.cost_model_lines(r, s), ""]
     if "small_files" in m:
         sf = m["small_files"]
         out += [f"## Small files ({sf['micro_batches']} one-file micro-batches; 60 are an hour "

@@ -11,7 +11,11 @@ date), one site registry. Measured in order:
   history of gold;
 - (d) **throughput**: the same fresh records (`throughput_devices` x `throughput_days`) loaded
   by `backfill` into an empty lake and by the stream (`run_stream`, available-now) into
-  another, in events per second.
+  another, in events per second;
+- (e) **cost per day**: `rollup_range` over 1, 3, 9 and 27 consecutive days (those that fit the
+  lake), once each, and a least-squares line through them and (a): the fixed cost of a run
+  and its cost per day recomputed. A run of any length costs at least the fixed part, so when
+  that alone is above 10% of (a), no `--changed` run can meet the target on this lake.
 
 Targets (issue 4): (c) <= 10% of (a). Results go to `benchmarks/results/batch.json` and `.md`.
 
@@ -26,6 +30,7 @@ Parameters: see `--help`; the defaults are the issue's benchmark (90 days x 500 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import shutil
 import time
@@ -47,6 +52,7 @@ from benchmarks.bench_stream import (
 )
 
 CHANGED_TARGET = 0.10  # (c) / (a) at most
+PER_DAY_SPANS = (1, 3, 9, 27)  # (e): days per `rollup_range` run
 SLOTS_PER_DAY = 288  # 5-minute readings
 TIMEZONES = ("Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC")
 
@@ -221,7 +227,37 @@ def run_rollups(spark, lake, options: BatchBenchOptions, work: Path) -> dict:
                     "local_days": [str(d) for d in changed.local_days], "gold": gold}
     say(f"(c) `rollup --changed`: {seconds:.1f} s for {len(changed.days)} days "
         f"({len(changed.local_days)} local days of sites)")
+    m["per_day"] = cost_per_day(spark, lake, options)
     return m
+
+
+def cost_per_day(spark, lake, options: BatchBenchOptions) -> list[dict]:
+    """(e): `rollup_range` over spans of consecutive days from the late days' start (moved
+    back where a span would run past the lake's last day), once each."""
+    from batch.rollups import rollup_range
+
+    runs = []
+    last = first_day(options) + dt.timedelta(days=options.days - 1)
+    for span in (n for n in PER_DAY_SPANS if n <= options.days):
+        start = min(late_days(options)[0], last - dt.timedelta(days=span - 1))
+        end = start + dt.timedelta(days=span - 1)
+        result, seconds = timed(functools.partial(rollup_range, spark, lake, start, end))
+        runs.append({"days": len(result.days), "seconds": seconds})
+        say(f"(e) `rollup --from {start} --to {end}`: {seconds:.1f} s for {len(result.days)} "
+            "days")
+    return runs
+
+
+def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares `y = a + b * x` through `points` (x, y): returns (a, b)."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if n < 2 or spread == 0:
+        raise ValueError("a line needs points at two or more distinct x")
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    return mean_y - slope * mean_x, slope
 
 
 def run_throughput(spark, work: Path, options: BatchBenchOptions) -> dict:
@@ -270,7 +306,36 @@ def summarize(results: dict) -> dict:
         t = m["throughput"]
         out["backfill_over_stream"] = (t["backfill"]["events_per_second"]
                                        / t["stream"]["events_per_second"])
+    out.update(cost_model(m))
     return out
+
+
+def cost_model(m: dict) -> dict:
+    """(e)'s line through its runs and the full recompute (a): fixed and per-day seconds."""
+    if not m.get("per_day") or "full" not in m:
+        return {}
+    points = [(r["days"], r["seconds"]) for r in m["per_day"]]
+    points.append((m["full"]["days"], m["full"]["seconds"]))
+    fixed, per_day = fit_line(points)
+    return {"fixed_seconds": fixed, "seconds_per_day": per_day,
+            "fixed_over_full": fixed / m["full"]["seconds"]}
+
+
+def cost_model_lines(m: dict, s: dict) -> list[str]:
+    """The markdown of (e): its runs, the line, and what the line says of the target."""
+    if "fixed_seconds" not in s:
+        return []
+    lines = ["", "Cost per day: `rollup --from --to` over spans of consecutive days, once each, "
+             "in the same driver:", "", "| days | seconds |", "|---:|---:|"]
+    lines += [f"| {r['days']} | {r['seconds']:.1f} |" for r in m["per_day"]]
+    lines.append(f"| {m['full']['days']} (a) | {m['full']['seconds']:.1f} |")
+    bound = ("so no run, of however few days, can reach the target on this lake and machine"
+             if s["fixed_over_full"] > CHANGED_TARGET else
+             "below the target, so the days a run recomputes decide whether it is met")
+    lines += ["", f"A least-squares line through these runs: **{s['fixed_seconds']:.1f} s per "
+              f"run plus {s['seconds_per_day']:.2f} s per day**. The fixed part alone is "
+              f"{s['fixed_over_full']:.1%} of (a), {bound}."]
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -325,6 +390,7 @@ def markdown(results: dict) -> str:
                   f"per trigger) | {t['stream']['seconds']:.1f} | "
                   f"{t['stream']['events_per_second']:,.0f} | {t['stream']['batches']} |", "",
                   f"backfill / stream = **{s['backfill_over_stream']:.2f}x** events per second."]
+    lines += cost_model_lines(m, s)
     lines += ["", "Raw timings and gold commit metrics: `batch.json`.", ""]
     return "\n".join(lines)
 
