@@ -243,8 +243,8 @@ def cost_per_day(spark, lake, options: BatchBenchOptions) -> list[dict]:
         end = start + dt.timedelta(days=span - 1)
         result, seconds = timed(functools.partial(rollup_range, spark, lake, start, end))
         runs.append({"days": len(result.days), "seconds": seconds})
-        say(f"(e) `rollup --from {start} --to {end}`: {seconds:.1f} s for {len(result.days)} "
-            "days")
+        say(f"(e) `rollup --from {start} --to {end}`: {seconds:.1f} s, {len(result.days)} "
+            "day(s)")
     return runs
 
 
