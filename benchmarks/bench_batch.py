@@ -250,12 +250,12 @@ def cost_per_day(spark, lake, options: BatchBenchOptions) -> list[dict]:
 
 def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Least squares `y = a + b * x` through `points` (x, y): returns (a, b)."""
+    if len({x for x, _ in points}) < 2:
+        raise ValueError("a line needs points at two or more distinct x")
     n = len(points)
     mean_x = sum(x for x, _ in points) / n
     mean_y = sum(y for _, y in points) / n
     spread = sum((x - mean_x) ** 2 for x, _ in points)
-    if n < 2 or spread == 0:
-        raise ValueError("a line needs points at two or more distinct x")
     slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
     return mean_y - slope * mean_x, slope
 
@@ -328,13 +328,13 @@ def cost_model_lines(m: dict, s: dict) -> list[str]:
     lines = ["", "Cost per day: `rollup --from --to` over spans of consecutive days, once each, "
              "in the same driver:", "", "| days | seconds |", "|---:|---:|"]
     lines += [f"| {r['days']} | {r['seconds']:.1f} |" for r in m["per_day"]]
-    lines.append(f"| {m['full']['days']} (a) | {m['full']['seconds']:.1f} |")
+    lines.append(f"| {m['full']['days']} (the full recompute) | {m['full']['seconds']:.1f} |")
     bound = ("so no run, of however few days, can reach the target on this lake and machine"
              if s["fixed_over_full"] > CHANGED_TARGET else
              "below the target, so the days a run recomputes decide whether it is met")
     lines += ["", f"A least-squares line through these runs: **{s['fixed_seconds']:.1f} s per "
               f"run plus {s['seconds_per_day']:.2f} s per day**. The fixed part alone is "
-              f"{s['fixed_over_full']:.1%} of (a), {bound}."]
+              f"{s['fixed_over_full']:.1%} of the full recompute, {bound}."]
     return lines
 
 
