@@ -351,8 +351,12 @@ def _files(spark, path: str) -> set[str]:
     return found
 
 
-def _purge_and_vacuum(spark, spec: TableSpec, path: str, now: bool, purge: bool) -> int:
-    """REORG away deletion vectors, then VACUUM; returns how many files were removed."""
+def purge_and_vacuum(spark, spec: TableSpec, path: str, now: bool, purge: bool) -> int:
+    """REORG away deletion vectors, then VACUUM; returns how many files were removed.
+
+    What `forget` does to each table it touched (each table with `now`): `now` vacuums at zero
+    retention, `purge` first rewrites the files that hold deletion vectors.
+    """
     from delta.tables import DeltaTable
 
     before = _files(spark, path)
@@ -550,7 +554,7 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
         for spec, path in (tables if now else written):
             purge = spec.path in with_vectors
             certificate.tables.setdefault(spec.path, TableErasure()).files_removed = (
-                _purge_and_vacuum(spark, spec, path, now, purge))
+                purge_and_vacuum(spark, spec, path, now, purge))
         if not now:
             certificate.pending_vacuum_after = certificate.requested_at + retention
     device_frame.unpersist()

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from batch.erasure import _purge_and_vacuum
+from batch.erasure import purge_and_vacuum
 from batch.late_reports import backfill
 from batch.rollups import rollup_changed, rollup_range
 from gridlake.lake import open_lake
@@ -169,7 +169,7 @@ def test_a_gold_row_is_traced_after_the_silver_version_it_came_from_was_vacuumed
         report.write_bytes(b"".join(line + b"\n" for line in lines))
         backfill(spark, lake, [report], rollup=False, progress=False)
         path = lake.path(silver_readings())
-        assert _purge_and_vacuum(spark, silver_readings(), path, now=True, purge=True) > 0
+        assert purge_and_vacuum(spark, silver_readings(), path, now=True, purge=True) > 0
         return list(oracle.read_records([report]))
 
     def traced_now(added: list[oracle.Record]):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.erasure import _purge_and_vacuum
+from batch.erasure import purge_and_vacuum
 from gridlake.faults import POINTS
 from gridlake.lake import Lake
 from shared_schemas.tables import bronze_telemetry, silver_readings
@@ -154,7 +154,7 @@ def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on
     lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
     # What `gridlake forget --now` does to every table: deletion vectors purged (the files
     # batch 1's MERGE marked are rewritten), then a vacuum at zero retention.
-    assert _purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
+    assert purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
                              purge=True) > 0
 
     code, out = _stream(landing, lake_dir, "--available-now").finish()
