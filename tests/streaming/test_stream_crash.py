@@ -155,7 +155,7 @@ def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on
     # What `gridlake forget --now` does to every table: deletion vectors purged (the files
     # batch 1's MERGE marked are rewritten), then a vacuum at zero retention.
     assert purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
-                             purge=True) > 0
+                            purge=True) > 0
 
     code, out = _stream(landing, lake_dir, "--available-now").finish()
     assert code == 0, out
