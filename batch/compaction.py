@@ -21,13 +21,7 @@ from dataclasses import dataclass
 from gridlake.lake import Lake
 from gridlake.retry import guarded_write
 from shared_schemas import CURRENT, Contract
-from shared_schemas.tables import (
-    TableSpec,
-    bronze_telemetry,
-    decision_log,
-    quarantine_telemetry,
-    silver_readings,
-)
+from shared_schemas.tables import TableSpec, micro_batch_tables
 
 
 @dataclass
@@ -54,9 +48,9 @@ def recent(days: int, today: dt.date | None = None) -> dt.date:
 
 
 def compacted_tables(contract: Contract = CURRENT) -> tuple[TableSpec, ...]:
-    """The tables every micro-batch appends to, each partitioned by one date."""
-    return (bronze_telemetry(), quarantine_telemetry(), silver_readings(contract),
-            decision_log(contract))
+    """The tables every micro-batch appends to that are partitioned by one date (the batch
+    log, one row a batch, is not partitioned)."""
+    return tuple(spec for spec in micro_batch_tables(contract) if len(spec.partition_by) == 1)
 
 
 def files_per_partition(spark, lake: Lake, spec: TableSpec) -> dict[str, int]:

@@ -34,6 +34,7 @@ import datetime as dt
 import functools
 import random
 import shutil
+import statistics
 import time
 import uuid
 from dataclasses import dataclass
@@ -85,6 +86,11 @@ def parse_args(argv: list[str] | None) -> tuple[BatchBenchOptions, Path]:
 def first_day(options: BatchBenchOptions) -> dt.date:
     """The lake's first event date: `days` days ending a week ago, so every ts is in the past."""
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=options.days + 7)
+
+
+def last_day(options: BatchBenchOptions) -> dt.date:
+    """The lake's last event date."""
+    return first_day(options) + dt.timedelta(days=options.days - 1)
 
 
 def late_days(options: BatchBenchOptions) -> list[dt.date]:
@@ -192,8 +198,7 @@ def run_rollups(spark, lake, options: BatchBenchOptions, work: Path) -> dict:
     from batch.late_reports import backfill
     from batch.rollups import rollup_changed, rollup_range
 
-    first = first_day(options)
-    last = first + dt.timedelta(days=options.days - 1)
+    first, last = first_day(options), last_day(options)
     m: dict = {}
     initial, seconds = timed(lambda: rollup_changed(spark, lake))
     m["initial_changed"] = {"seconds": seconds, "days": len(initial.days)}
@@ -238,7 +243,7 @@ def cost_per_day(spark, lake, options: BatchBenchOptions) -> list[dict]:
     from batch.rollups import rollup_range
 
     runs = []
-    last = first_day(options) + dt.timedelta(days=options.days - 1)
+    last = last_day(options)
     for span in (n for n in PER_DAY_SPANS if n <= options.days):
         start = min(late_days(options)[0], last - dt.timedelta(days=span - 1))
         end = start + dt.timedelta(days=span - 1)
@@ -247,18 +252,6 @@ def cost_per_day(spark, lake, options: BatchBenchOptions) -> list[dict]:
         say(f"(e) `rollup --from {start} --to {end}`: {seconds:.1f} s, {len(result.days)} "
             "day(s)")
     return runs
-
-
-def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least squares `y = a + b * x` through `points` (x, y): returns (a, b)."""
-    if len({x for x, _ in points}) < 2:
-        raise ValueError("a line needs points at two or more distinct x")
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    spread = sum((x - mean_x) ** 2 for x, _ in points)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
-    return mean_y - slope * mean_x, slope
 
 
 def run_throughput(spark, work: Path, options: BatchBenchOptions) -> dict:
@@ -316,11 +309,11 @@ def cost_model(m: dict) -> dict:
     the shortest run's share of (a). Empty without two distinct lengths of run."""
     if not m.get("per_day") or "full" not in m:
         return {}
-    points = [(r["days"], r["seconds"]) for r in m["per_day"]]
-    points.append((m["full"]["days"], m["full"]["seconds"]))
-    if len({days for days, _ in points}) < 2:
+    runs = [*m["per_day"], m["full"]]
+    days = [r["days"] for r in runs]
+    if len(set(days)) < 2:
         return {}
-    fixed, per_day = fit_line(points)
+    per_day, fixed = statistics.linear_regression(days, [r["seconds"] for r in runs])
     shortest = min(m["per_day"], key=lambda r: r["days"])
     return {"fixed_seconds": fixed, "seconds_per_day": per_day,
             "fixed_over_full": fixed / m["full"]["seconds"],
