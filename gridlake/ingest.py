@@ -100,13 +100,14 @@ class BatchResult:
     seconds: float = 0.0
     replayed: bool = False
 
-    def line(self) -> str:
+    def line(self, label: str | None = None) -> str:
+        """The batch's stdout line, headed `batch N` unless `label` is given."""
         if self.event_dates:
             first, last = min(self.event_dates), max(self.event_dates)
             dates = f"{first}" if first == last else f"{first}..{last}"
         else:
             dates = "-"
-        return (f"batch {self.batch_id}: read {self.records_read}, upserted {self.upserted}, "
+        return (f"{label or f'batch {self.batch_id}'}: read {self.records_read}, upserted {self.upserted}, "
                 f"duplicates/stale {self.duplicates_or_stale}, "
                 f"quarantined {self.quarantined}, event dates {dates}, {self.seconds:.2f} s"
                 + (" (replayed: already committed)" if self.replayed else ""))
@@ -396,16 +397,29 @@ def write_batch(spark, lake: Lake, raw: DataFrame, ctx: WriteContext,
     Callers that know the batch is new (the stream, from its checkpoint) pass
     `may_be_replay=False` to skip looking for those rows.
     """
+    if may_be_replay and (resumed := resume_batch(spark, lake, ctx, contract)) is not None:
+        return resumed
     started = time.monotonic()
-    committed = _committed_bronze(spark, lake, ctx) if may_be_replay else None
-    if committed is not None:
-        bronze = committed.persist(StorageLevel.MEMORY_AND_DISK)
-        replayed = True
-    else:
-        bronze = raw.transform(to_bronze(ctx)).persist(StorageLevel.MEMORY_AND_DISK)
-        _append(bronze, lake.path(bronze_telemetry()), ctx, "bronze")
-        replayed = False
-        crash_point("after_bronze", ctx.batch_id)
+    bronze = raw.transform(to_bronze(ctx)).persist(StorageLevel.MEMORY_AND_DISK)
+    _append(bronze, lake.path(bronze_telemetry()), ctx, "bronze")
+    crash_point("after_bronze", ctx.batch_id)
+    return _upsert_persisted(spark, lake, bronze, ctx, contract, started, replayed=False)
+
+
+def resume_batch(spark, lake: Lake, ctx: WriteContext, contract: Contract = CURRENT
+                 ) -> BatchResult | None:
+    """Quarantine and upsert a batch whose bronze append committed before a crash, from those
+    bronze rows (the rest of its writes are idempotent); None when bronze holds none of it."""
+    started = time.monotonic()
+    committed = _committed_bronze(spark, lake, ctx)
+    if committed is None:
+        return None
+    return _upsert_persisted(spark, lake, committed.persist(StorageLevel.MEMORY_AND_DISK), ctx,
+                             contract, started, replayed=True)
+
+
+def _upsert_persisted(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,
+                      contract: Contract, started: float, replayed: bool) -> BatchResult:
     try:
         result = upsert_from_bronze(spark, lake, bronze, ctx, contract)
     finally:

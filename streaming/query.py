@@ -31,7 +31,7 @@ from pyspark.sql.utils import StreamingQueryException
 from gridlake.errors import BadArgumentError, CheckpointError
 from gridlake.faults import crash_point
 from gridlake.gunzip import file_damage
-from gridlake.ingest import WriteContext, record_batch, write_batch
+from gridlake.ingest import WriteContext, record_batch, resume_batch, write_batch
 from gridlake.lake import Lake, hadoop_fs, read_text, write_text
 from gridlake.landing import RECORD_SUFFIXES, few, too_large_sentence
 from shared_schemas import CURRENT, Contract
@@ -42,6 +42,8 @@ log = logging.getLogger("gridlake.stream")
 IDENTITY_FILE = "gridlake.json"
 UNREAD_CHECK_VARIABLE = "GRIDLAKE_UNREAD_CHECK_SECONDS"
 RECOVERY_DOC = "docs/operations.md#lost-checkpoint"
+# The run ids of each source's checkpoints, one file per source: what a lost checkpoint forgets.
+STREAM_RUNS = "_gridlake/streams"
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,28 @@ class StreamOptions:
     unread_check_seconds: float = 60.0
 
 
-def _has_streamed(spark, lake: Lake, source: Source) -> bool:
-    log = spark.read.format("delta").load(lake.path(batch_log()))
-    return log.where((F.col("kind") == "stream") & (F.col("source") == source.name)) \
-        .limit(1).count() > 0
+def _runs_file(lake: Lake, source: Source) -> str:
+    return lake.path(f"{STREAM_RUNS}/{source.slug}.json")
+
+
+def stream_runs(spark, lake: Lake, source: Source) -> list[str]:
+    """The run ids of every checkpoint the lake has had for `source`: recorded in the lake as
+    each one starts, and (for lakes older than that record) those the batch log names."""
+    text = read_text(_runs_file(lake, source), spark)
+    recorded = json.loads(text)["runs"] if text is not None else []
+    logged = (spark.read.format("delta").load(lake.path(batch_log()))
+              .where((F.col("kind") == "stream") & (F.col("source") == source.name))
+              .select("run_id").distinct().collect())
+    return sorted({*recorded, *(r[0] for r in logged)})
+
+
+def _remember_run(spark, lake: Lake, source: Source, run_id: str) -> None:
+    """Record `run_id` as a run of `source` in the lake, where a lost checkpoint leaves it."""
+    text = read_text(_runs_file(lake, source), spark)
+    runs = json.loads(text)["runs"] if text is not None else []
+    if run_id not in runs:
+        write_text(_runs_file(lake, source),
+                   json.dumps({"source": source.name, "runs": [*runs, run_id]}, indent=2), spark)
 
 
 def checkpoint_run_id(spark, lake: Lake, source: Source, checkpoint: str,
@@ -79,20 +99,50 @@ def checkpoint_run_id(spark, lake: Lake, source: Source, checkpoint: str,
             raise CheckpointError(
                 f"checkpoint {checkpoint} has lost its metadata file, so resuming could "
                 f"duplicate or skip records; refusing to start (see {RECOVERY_DOC})")
+        _remember_run(spark, lake, source, identity["run_id"])
         return identity["run_id"]
     if metadata is not None:
         raise CheckpointError(
             f"checkpoint {checkpoint} was not made by gridlake (no {IDENTITY_FILE}); "
             f"refusing to start (see {RECOVERY_DOC})")
-    if _has_streamed(spark, lake, source) and not recover:
+    if stream_runs(spark, lake, source) and not recover:
         raise CheckpointError(
             f"the lake already holds records streamed from {source.name} but checkpoint "
             f"{checkpoint} is missing; restarting from scratch would re-read them. Rerun with "
             f"--recover to skip what bronze already holds (see {RECOVERY_DOC})")
     run_id = f"stream-{uuid.uuid4().hex[:12]}"
+    # Before the checkpoint's identity: a start killed in between is refused as one that
+    # streamed, rather than a run the lake does not know of.
+    _remember_run(spark, lake, source, run_id)
     write_text(f"{checkpoint}/{IDENTITY_FILE}",
                json.dumps({"run_id": run_id, "source": source.name}, indent=2), spark)
     return run_id
+
+
+def interrupted_batches(spark, lake: Lake, runs: list[str]) -> list[tuple[str, int]]:
+    """(run id, batch id) of the batches of `runs` that bronze holds and the batch log does
+    not: killed after their bronze append and before their batch-log entry."""
+    if not runs:
+        return []
+    held = (spark.read.format("delta").load(lake.path(bronze_telemetry()))
+            .where(F.col("run_id").isin(*runs)).select("run_id", "batch_id").distinct())
+    logged = (spark.read.format("delta").load(lake.path(batch_log()))
+              .where(F.col("run_id").isin(*runs)).select("run_id", "batch_id"))
+    return sorted((r[0], r[1]) for r in held.join(logged, ["run_id", "batch_id"], "left_anti")
+                  .collect())
+
+
+def finish_interrupted_batches(spark, lake: Lake, source: Source, contract: Contract = CURRENT,
+                               report: Callable[[str], None] = print) -> None:
+    """Lost-checkpoint recovery, before the new run reads anything: finish the batches of the
+    source's earlier runs that were killed after their bronze append. The new run skips the
+    records bronze holds, and the run that could have replayed them lost its checkpoint."""
+    for run_id, batch_id in interrupted_batches(spark, lake, stream_runs(spark, lake, source)):
+        ctx = WriteContext.now(run_id=run_id, batch_id=batch_id, kind="stream",
+                               source=source.name)
+        result = resume_batch(spark, lake, ctx, contract)
+        record_batch(spark, lake, result, ctx, contract)
+        report(result.line(f"recovered batch {batch_id} of {run_id}"))
 
 
 def skip_already_in_bronze(spark, lake: Lake) -> Callable[[DataFrame], DataFrame]:
@@ -247,6 +297,8 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
     or, with `available_now`, until everything present at start is processed."""
     checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
     run_id = checkpoint_run_id(spark, lake, source, checkpoint, options.recover)
+    if options.recover:
+        finish_interrupted_batches(spark, lake, source, contract, report)
     stop_requested = threading.Event()
     unread = (UnreadFiles(source, warn, every=options.unread_check_seconds)
               if isinstance(source, FileSource) else None)

@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-offsets-per-trigger", type=positive_int, metavar="N",
                         help="for Kafka: at most N records per micro-batch")
     parser.add_argument("--recover", action="store_true",
-                        help="start a new checkpoint for a source the lake already streamed, "
-                             "skipping records bronze already holds")
+                        help="start a new checkpoint for a source the lake already streamed: "
+                             "finish the batches a crash left in bronze only, then skip "
+                             "records bronze already holds")
     parser.set_defaults(func=run)
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from gridlake.errors import CheckpointError
-from gridlake.lake import open_lake
+from gridlake.lake import Lake, open_lake
 from streaming.query import StreamOptions, run_stream
 from streaming.sources import FileSource
-from tests.streaming.test_stream_crash import check_exactly_once
+from tests.streaming.conftest import check_exactly_once
+from tests.streaming.test_stream_crash import check_logs, file_stream, fleet_landing
 
 pytestmark = pytest.mark.chaos  # make chaos's "lost checkpoint" case; short enough for make test
 
@@ -65,3 +67,27 @@ def test_checkpoint_of_another_source_is_refused(spark, streamed_once, tmp_path)
     options = StreamOptions(available_now=True, checkpoint=lake.default_checkpoint(source.slug))
     with pytest.raises(CheckpointError, match="belongs to source"):
         run_stream(spark, lake, FileSource(str(other)), options, report=lambda _: None)
+
+
+def test_a_batch_killed_after_its_bronze_append_is_finished_by_the_recovery(
+        spark, small_fleet, tmp_path):
+    """Two faults: kill -9 after bronze's append of the first micro-batch (nothing else of it
+    committed, nothing in the batch log), then the checkpoint folder lost. The lake still knows
+    the source was streamed, so a plain start is refused; `--recover` finishes the interrupted
+    batch from bronze (its quarantine and silver) before reading on, so the records it holds
+    are neither skipped nor written twice."""
+    landing, lake_dir = fleet_landing(small_fleet, tmp_path)
+    crashed = file_stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT="after_bronze@0")
+    code, out = crashed.finish()
+    assert code == -signal.SIGKILL, (code, out)
+    lake = Lake(str(lake_dir.resolve()))
+    shutil.rmtree(lake.default_checkpoint(FileSource(str(landing)).slug))
+
+    code, out = file_stream(landing, lake_dir, "--available-now").finish()
+    assert code != 0 and "--recover" in out, out
+    code, out = file_stream(landing, lake_dir, "--available-now", "--recover").finish()
+    assert code == 0, out
+    assert any(line.startswith("recovered batch 0 of stream-") for line in out.splitlines()), out
+    files = list(landing.glob("*.jsonl"))
+    check_exactly_once(spark, lake, files)
+    check_logs(spark, lake, files)

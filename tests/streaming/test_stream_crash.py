@@ -43,7 +43,7 @@ def check_logs(spark, lake: Lake, files: list[Path]) -> None:
     assert len(truth) <= sum(won.values()) <= valid
 
 
-def _stream(landing: Path, lake: Path, *extra: str, **env: str) -> StreamProcess:
+def file_stream(landing: Path, lake: Path, *extra: str, **env: str) -> StreamProcess:
     return StreamProcess(f"files:{landing}", lake, "--max-files-per-trigger", "1", *extra, **env)
 
 
@@ -54,7 +54,7 @@ def _kill_during_a_batch(stream: StreamProcess, rng: random.Random) -> None:
     stream.signal(signal.SIGKILL)
 
 
-def _landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
+def fleet_landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
     """A landing folder holding the fleet's stream files, and where the lake goes."""
     landing, lake_dir = workdir / "landing", workdir / "lake"
     landing.mkdir(parents=True)
@@ -65,7 +65,7 @@ def _landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
 
 def _die_at(landing: Path, lake_dir: Path, point: str, timeout: float = 300) -> None:
     """Run the stream armed to SIGKILL itself when the next batch (or replay) reaches `point`."""
-    armed = _stream(landing, lake_dir, "--trigger", "0.5", GRIDLAKE_CRASH_AT=point)
+    armed = file_stream(landing, lake_dir, "--trigger", "0.5", GRIDLAKE_CRASH_AT=point)
     code, out = armed.finish(timeout)
     assert code == -signal.SIGKILL, (point, code, out)
 
@@ -76,13 +76,13 @@ def run_kill_restart(spark, fleet: Path, workdir: Path, kills: int, seed: int,
     dying at the next of those named commit boundaries (in turn) instead of at a random moment."""
     rng = random.Random(seed)
     print(f"kill/restart seed {seed}")
-    landing, lake_dir = _landing(fleet, workdir)
+    landing, lake_dir = fleet_landing(fleet, workdir)
     for i in range(kills):
         if points and i % 2 == 0:
             _die_at(landing, lake_dir, points[(i // 2) % len(points)])
         else:
-            _kill_during_a_batch(_stream(landing, lake_dir, "--trigger", "0.5"), rng)
-    code, out = _stream(landing, lake_dir, "--available-now").finish()
+            _kill_during_a_batch(file_stream(landing, lake_dir, "--trigger", "0.5"), rng)
+    code, out = file_stream(landing, lake_dir, "--available-now").finish()
     assert code == 0, out
     lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
     check_exactly_once(spark, lake, files)
@@ -110,14 +110,14 @@ def test_twenty_kills_at_random_moments_and_every_boundary_keep_every_record_exa
 def crash_at_then_restart(spark, fleet: Path, workdir: Path, point: str) -> None:
     """Stream one file per batch and die by SIGKILL at `point` of batch 1; the restart must
     replay batch 1 over what it had committed and end with every record exactly once."""
-    landing, lake_dir = _landing(fleet, workdir)
-    crashed = _stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT=f"{point}@1")
+    landing, lake_dir = fleet_landing(fleet, workdir)
+    crashed = file_stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT=f"{point}@1")
     code, out = crashed.finish()
     assert code == -signal.SIGKILL, (code, out)
     # Batch 1 died before its line was printed.
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("batch ")] == [
         "batch 0"], out
-    code, out = _stream(landing, lake_dir, "--available-now").finish()
+    code, out = file_stream(landing, lake_dir, "--available-now").finish()
     assert code == 0, out
     [replay] = [line for line in out.splitlines() if line.startswith("batch 1:")]
     assert "replayed: already committed" in replay, out
@@ -147,8 +147,8 @@ def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on
     that MERGE read it is gone, so the restart cannot classify batch 1's records again. It
     used to fail on every restart; now it says so, logs every other batch's decisions, and
     every record is in every table exactly once."""
-    landing, lake_dir = _landing(small_fleet, tmp_path)
-    crashed = _stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT="after_silver@1")
+    landing, lake_dir = fleet_landing(small_fleet, tmp_path)
+    crashed = file_stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT="after_silver@1")
     code, out = crashed.finish()
     assert code == -signal.SIGKILL, (code, out)
     lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
@@ -157,7 +157,7 @@ def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on
     assert purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
                             purge=True) > 0
 
-    code, out = _stream(landing, lake_dir, "--available-now").finish()
+    code, out = file_stream(landing, lake_dir, "--available-now").finish()
     assert code == 0, out
     [replay] = [line for line in out.splitlines() if line.startswith("batch 1:")]
     assert "replayed: already committed" in replay, out
