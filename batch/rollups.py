@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -64,7 +64,14 @@ from gridlake.quality import (
 from gridlake.quality import log as quality_log
 from gridlake.retry import guarded_write, holds_write_lock
 from shared_schemas import CURRENT, Contract
-from shared_schemas.expectations import DROP, FAIL, WARN, expectations_for
+from shared_schemas.expectations import (
+    DROP,
+    FAIL,
+    WARN,
+    ExpectationDef,
+    expectations_for,
+    registered_sites,
+)
 from shared_schemas.tables import (
     gold_daily_device_rollups,
     gold_daily_site_rollups,
@@ -249,11 +256,13 @@ class RollupQualityError(QualityFailure):
 
 
 def _gated(spark, lake: Lake, result: RollupResult, spec, column: str, days: list[dt.date],
-           rows: DataFrame) -> tuple[list[dt.date], Callable[[list[dt.date]], DataFrame]]:
-    """Check `rows` (those of `days`) against the table's expectations before they are
-    written: the days to publish (no fail-level violation) and the rows of given days without
-    drop-level rows. Failures are stored in the quality results (a clean gate writes nothing)."""
-    expectations = expectations_for(spec.path)
+           rows: DataFrame, also: Sequence[ExpectationDef] = ()
+           ) -> tuple[list[dt.date], Callable[[list[dt.date]], DataFrame]]:
+    """Check `rows` (those of `days`) against the table's expectations (and `also`) before they
+    are written: the days to publish (no fail-level violation) and the rows of given days
+    without drop-level rows. Failures are stored in the quality results (a clean gate writes
+    nothing)."""
+    expectations = [*expectations_for(spec.path), *also]
     gate = gate_rows(rows, expectations, column, key=spec.key)
     result.quality[spec.path] = gate
     for outcome in gate.failed_at(WARN) + gate.failed_at(DROP):
@@ -286,16 +295,17 @@ def _replace_days(lake: Lake, spec, column: str, days: list[dt.date], version: i
 
 
 def _publish(spark, lake: Lake, result: RollupResult, spec, column: str, days: list[dt.date],
-             version: int, run_id: str, build: Callable[[list[dt.date]], DataFrame]
-             ) -> tuple[list[dt.date], list[dt.date]]:
-    """Gate the rows of `days` and replace the days that passed; returns (written, skipped).
+             version: int, run_id: str, build: Callable[[list[dt.date]], DataFrame],
+             also: Sequence[ExpectationDef] = ()) -> tuple[list[dt.date], list[dt.date]]:
+    """Gate the rows of `days` (with the expectations `also` besides the table's) and replace
+    the days that passed; returns (written, skipped).
 
     The rows are computed once: kept (persisted) for the gate's pass and the write, which
     takes the published days' rows from them, and released after.
     """
     rows = build(days).persist()
     try:
-        publish, rows_of = _gated(spark, lake, result, spec, column, days, rows)
+        publish, rows_of = _gated(spark, lake, result, spec, column, days, rows, also)
         if not publish:
             return [], []
         return _replace_days(lake, spec, column, publish, version, run_id, rows_of)
@@ -347,10 +357,13 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
     result = RollupResult(run_id, mode, version, changes_from_version, days=days)
     device_spec, site_spec = gold_daily_device_rollups(), gold_daily_site_rollups(contract)
     sites = _site_zones(spark, lake)
+    registered: list[ExpectationDef] = []
     if days:
         # The registry is small: collect it whole rather than pay a distinct's shuffle.
-        zones = {r[0] for r in sites.select("timezone").collect()}
-        result.local_days = local_days_overlapping(days, zones)
+        registry = sites.collect()
+        result.local_days = local_days_overlapping(days, {r["timezone"] for r in registry})
+        # A site missing from the registry has no site rollups: said by the device gate.
+        registered.append(registered_sites(r["site_id"] for r in registry))
 
     def device_rows(todo: list[dt.date]) -> DataFrame:
         return (silver.where(F.col("event_date").isin(*todo))
@@ -367,19 +380,19 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
                 .transform(stamped(version, run_id, started))
                 .transform(conform(site_spec)))
 
-    def publish(spec, column: str, todo: list[dt.date], build
-                ) -> tuple[list[dt.date], int | None]:
+    def publish(spec, column: str, todo: list[dt.date], build,
+                also: Sequence[ExpectationDef] = ()) -> tuple[list[dt.date], int | None]:
         """(days left alone as newer, the gold version written or None)."""
         if not todo:
             return [], None
         written, skipped = _publish(spark, lake, result, spec, column, todo, version, run_id,
-                                    build)
+                                    build, also)
         return skipped, commit_version(spark, lake.path(spec), run_id) if written else None
 
     ((result.skipped_newer, result.device_rollups_version),
      (result.skipped_newer_local_days, result.site_rollups_version)) = _side_by_side(
         spark,
-        lambda: publish(device_spec, "day", days, device_rows),
+        lambda: publish(device_spec, "day", days, device_rows, registered),
         lambda: publish(site_spec, "local_day", result.local_days, site_rows))
     failed = [o for gate in result.quality.values() for o in gate.failed_at(FAIL)]
     if failed:

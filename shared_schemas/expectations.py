@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
@@ -272,6 +272,19 @@ def device_rollup_expectations(contract: Contract = CURRENT) -> list[Expectation
     out.extend(_measure_expectations(spec, contract, DEVICE_ROLLUP_MEASURES))
     out.append(_unique(spec, spec.key))
     return out
+
+
+def registered_sites(site_ids: Iterable[str]) -> ExpectationDef:
+    """Every device rollup's site is in the site registry (`reference/sites`, given as
+    `site_ids`): the site rollups join the registry for each site's timezone, so the readings
+    of a site missing there are in no site rollup. Checked on the rows a rollup run writes."""
+    spec = gold_daily_device_rollups()
+    name = _name(spec, "site_id", "registered")
+    return ExpectationDef(name, spec.path, IN_SET, _kw(column="site_id",
+                                                       value_set=tuple(sorted(site_ids))),
+                          resolve_severity(name, WARN, SEVERITY_OVERRIDES),
+                          "site_id is a site of reference/sites (else its readings are in no "
+                          "site rollup)", "site_id")
 
 
 def site_rollup_expectations(contract: Contract = CURRENT) -> list[ExpectationDef]:

@@ -134,3 +134,32 @@ def test_rollup_gate_withholds_a_failing_day_and_publishes_the_others(spark, cle
         "gold.daily_device_rollups.min_soc_pct.range"]
     published = table(spark, lake, "gold/daily_device_rollups").where(F.col("day") == day)
     assert sorted(r["device_id"] for r in published.collect()) == sorted(d for d, _ in before)
+
+
+def test_a_site_missing_from_the_registry_is_named_by_the_rollup_gate(spark, clean_lake,
+                                                                      tmp_path, caplog):
+    """Site rollups take each site's timezone from reference/sites: a device of a site missing
+    there is in no site rollup. The device gate says so (warn: the day is still published)."""
+    from batch.rollups import recompute
+
+    lake = _copy(clean_lake[0], tmp_path / "lake")
+    day = table(spark, lake, "gold/daily_device_rollups").agg(F.max("day")).first()[0]
+    noon = dt.datetime.combine(day, dt.time(12, 7))
+    for minute in (0, 5):  # two readings of one device of an unregistered site: one device-day
+        _silver_row_behind_the_back(spark, lake, "D-orphan", noon + dt.timedelta(minutes=minute),
+                                    site_id="S-nowhere")
+
+    with caplog.at_level("WARNING", logger="gridlake.quality"):
+        result = recompute(spark, lake, [day])
+    [missing] = result.quality["gold/daily_device_rollups"].failed
+    assert (missing.name, missing.severity, missing.unexpected_count, missing.days) == (
+        "gold.daily_device_rollups.site_id.registered", "warn", 1, [day])
+    assert [(x["device_id"], x["site_id"]) for x in missing.examples] == [("D-orphan",
+                                                                           "S-nowhere")]
+    assert "site_id.registered" in caplog.text and "S-nowhere" in caplog.text
+    gold = table(spark, lake, "gold/daily_device_rollups").where(F.col("day") == day)
+    assert gold.where(F.col("device_id") == "D-orphan").count() == 1
+    sites = table(spark, lake, "gold/daily_site_rollups")
+    assert sites.where(F.col("site_id") == "S-nowhere").count() == 0
+    stored = table(spark, lake, "_gridlake/quality_results").where(~F.col("success"))
+    assert [r["expectation"] for r in stored.collect()] == [missing.name]
