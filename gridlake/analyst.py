@@ -227,11 +227,11 @@ def default_root() -> str:
     """`GRIDLAKE_LAKE`; else the lake of `make demo` when there is one; else `lake/`."""
     import os
 
-    from gridlake.lake import MARKER, default_lake_root
+    from gridlake.lake import LAKE_VARIABLE, MARKER, default_lake_root
     from gridlake.session import REPO_ROOT
 
     demo = REPO_ROOT / "demo" / "lake"
-    if "GRIDLAKE_LAKE" not in os.environ and (demo / MARKER).is_file():
+    if LAKE_VARIABLE not in os.environ and (demo / MARKER).is_file():
         return str(demo)
     return default_lake_root()
 

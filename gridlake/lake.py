@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 MARKER = "_gridlake/lake.json"
+# The environment variable naming the lake when a command or notebook is given none.
+LAKE_VARIABLE = "GRIDLAKE_LAKE"
 CONTRACT_FILE = "_gridlake/contract.json"
 LAYOUT_VERSION = 1
 
@@ -119,7 +121,7 @@ def default_lake_root() -> str:
     """`GRIDLAKE_LAKE`, or `lake/` at the repository root."""
     from gridlake.session import REPO_ROOT
 
-    return os.environ.get("GRIDLAKE_LAKE", str(REPO_ROOT / "lake"))
+    return os.environ.get(LAKE_VARIABLE, str(REPO_ROOT / "lake"))
 
 
 def open_lake(root: str | None, create: bool = False, spark=None,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 from pathlib import Path
+
+from gridlake.lake import LAKE_VARIABLE
 
 
 def date_arg(text: str) -> dt.date:
@@ -54,8 +57,10 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_lake_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_lake_argument(parser: argparse.ArgumentParser) -> None:
+    """`--lake DIR`, required unless the environment names the lake (LAKE_VARIABLE)."""
+    default = os.environ.get(LAKE_VARIABLE) or None
     parser.add_argument(
-        "--lake", required=required, metavar="DIR",
-        help="the lake root (a folder or s3a:// URL); default $GRIDLAKE_LAKE",
+        "--lake", required=default is None, default=default, metavar="DIR",
+        help=f"the lake root (a folder or s3a:// URL); default ${LAKE_VARIABLE} when set",
     )

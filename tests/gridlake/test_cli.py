@@ -74,3 +74,15 @@ def test_a_trigger_interval_must_be_a_finite_positive_number(capsys, trigger, co
         main(["stream", "--source", "files:x", "--lake", "l", "--trigger", trigger])
     assert exit_.value.code == 2
     assert f"{trigger!r} {complaint}" in capsys.readouterr().err
+
+
+def test_the_lake_comes_from_gridlake_lake_when_lake_is_not_given(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("GRIDLAKE_LAKE", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["rollup", "--from", "2026-11-02", "--to", "2026-11-01"])
+    assert exit_.value.code == 2
+    assert "the following arguments are required: --lake" in capsys.readouterr().err
+    # Named by the environment, --lake may be left out: the command goes on to check the range.
+    monkeypatch.setenv("GRIDLAKE_LAKE", str(tmp_path))
+    err = _one_sentence_error(capsys, ["rollup", "--from", "2026-11-02", "--to", "2026-11-01"])
+    assert "2026-11-02" in err and "--lake" not in err
