@@ -234,8 +234,8 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
                       f"silver rebuild of {run_id}")
         result.versions["silver/readings"] = commit_version(spark, silver_path, run_id)
         # A rebuild replaces the dates: each key starts afresh (no stored row).
-        log_decisions(spark, lake, candidates, ctx, contract,
-                      silver_written=result.versions["silver/readings"])
+        conflicts = log_decisions(spark, lake, candidates, ctx, contract,
+                                  silver_written=result.versions["silver/readings"])
 
         decided_from = [*RECORD_KEY, "ingest_date", "payload"]
         read = validated.select(*decided_from)
@@ -248,9 +248,9 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
             result.caught_up = late.count()
             if result.caught_up:
                 catch_up = WriteContext(run_id, 1, "reprocess", ctx.source, ctx.ingest_time)
-                merge_into_silver(spark, lake, late.transform(latest_per_key(
+                conflicts += merge_into_silver(spark, lake, late.transform(latest_per_key(
                     contract.key, contract.order_by)), dates, catch_up, contract,
-                    candidates=late)
+                    candidates=late).conflicts
                 result.versions["silver/readings"] = commit_version(spark, silver_path, run_id)
 
         # The batch log first, then quarantine: a batch logged by then has its quarantine
@@ -291,7 +291,8 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
     result.versions["gold/daily_site_rollups"] = result.rollup.site_rollups_version
     batch = BatchResult(run_id, 0, records_read=result.records, upserted=result.silver_rows,
                         duplicates_or_stale=result.valid - result.silver_rows,
-                        quarantined=result.records - result.valid, event_dates=dates)
+                        quarantined=result.records - result.valid, event_dates=dates,
+                        conflicts=conflicts)
     record_batch(spark, lake, batch, ctx, contract)
     for spec in (decision_log(contract), batch_log()):
         result.versions[spec.path] = commit_version(spark, lake.path(spec), run_id)

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
@@ -55,6 +56,10 @@ log = logging.getLogger("gridlake.ingest")
 
 # Columns giving the order records were delivered in, within one batch.
 DELIVERY_ORDER = ("ingest_time", "source_file", "source_line", "kafka_partition", "kafka_offset")
+
+# The decisions of a record that met another with its key and seq but another id: the winner's
+# and the loser's (the others are inserted, higher_seq, stale and duplicate).
+CONFLICT_DECISIONS = ("producer_conflict_won", "producer_conflict_lost")
 
 # `off` skips the decision log (`_gridlake/decisions`); any other value, or none, keeps it.
 DECISION_LOG_SETTING = "GRIDLAKE_DECISION_LOG"
@@ -99,6 +104,9 @@ class BatchResult:
     quarantine_version: int | None = None
     seconds: float = 0.0
     replayed: bool = False
+    # Valid records that met another with the same key and seq but another id (won or lost;
+    # counted from the decision log, so 0 when it is off).
+    conflicts: int = 0
 
     def line(self, label: str | None = None) -> str:
         """The batch's stdout line, headed `batch N` unless `label` is given."""
@@ -225,12 +233,12 @@ def decide(stored: DataFrame, contract: Contract = CURRENT) -> Callable[[DataFra
         stored_conflict = ((F.col(f"t.{order}") == F.col(f"c.{order}"))
                            & (F.col("t.event_id") != F.col("c.event_id")))
         decision = (F.when(won & (batch_conflict | F.coalesce(stored_conflict, F.lit(False))),
-                           "producer_conflict_won")
+                           CONFLICT_DECISIONS[0])
                     .when(won & F.col("t").isNull(), "inserted")
                     .when(won, "higher_seq")
                     .when(w[order] > F.col(f"c.{order}"), "stale")
                     .when(w["event_id"] == F.col("c.event_id"), "duplicate")
-                    .otherwise("producer_conflict_lost"))
+                    .otherwise(CONFLICT_DECISIONS[1]))
         return (met
                 .withColumn("w", F.when(beats_stored, F.col("b")).otherwise(F.col("t")))
                 .select(*key, "event_date", "c.record_id", "c.event_id", f"c.{order}",
@@ -272,10 +280,19 @@ def _append(df: DataFrame, path: str, ctx: WriteContext, what: str,
     guarded_write(write, f"{what} append of {ctx.run_id}/{ctx.batch_id}")
 
 
+class Upserted(NamedTuple):
+    """What a MERGE into silver did: rows inserted or updated, and the records that met a
+    producer conflict (`BatchResult.conflicts`)."""
+
+    rows: int
+    conflicts: int = 0
+
+
 def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[dt.date],
                       ctx: WriteContext, contract: Contract = CURRENT,
-                      candidates: DataFrame | None = None) -> int:
-    """MERGE deduplicated updates into silver; returns the number of rows inserted or updated.
+                      candidates: DataFrame | None = None) -> Upserted:
+    """MERGE deduplicated updates into silver; returns the rows inserted or updated and the
+    records that met a producer conflict.
 
     The condition carries the literal list of event dates in the batch, so Delta prunes
     silver to those partitions: the cost follows the batch, not the table.
@@ -287,7 +304,7 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
     from delta.tables import DeltaTable
 
     if not event_dates:
-        return 0
+        return Upserted(0)
     path = lake.path(silver_readings(contract))
     on = F.col("t.event_date").isin(*event_dates)
     for column in contract.key:
@@ -330,6 +347,7 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
                         "commit is not among the table's last %d: its upserted rows are counted "
                         "as 0%s", ctx.run_id, ctx.batch_id, HISTORY_SEARCHED,
                         " and its upsert decisions are not logged" if logged else "")
+    conflicts = 0
     if logged and commit is not None:
         written, info = commit
         read = info.get("readVersion", written - 1)
@@ -339,8 +357,8 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
                     .load(path).where(F.col("event_date").isin(*event_dates)))
 
         try:
-            log_decisions(spark, lake, updates if candidates is None else candidates, ctx,
-                          contract, stored(), read, written)
+            conflicts = log_decisions(spark, lake, updates if candidates is None else candidates,
+                                      ctx, contract, stored(), read, written)
         except Exception as error:
             if not (is_data_gone(error) and unreadable(stored)):
                 raise
@@ -350,7 +368,7 @@ def merge_into_silver(spark, lake: Lake, updates: DataFrame, event_dates: list[d
                         "which its MERGE read, is no longer readable (its files were vacuumed, "
                         "as `gridlake forget --now` does); silver holds the batch's records",
                         ctx.run_id, ctx.batch_id, read)
-    return changed
+    return Upserted(changed, conflicts)
 
 
 def _rows_changed(commit: tuple[int, dict] | None) -> int:
@@ -362,22 +380,28 @@ def _rows_changed(commit: tuple[int, dict] | None) -> int:
 
 def log_decisions(spark, lake: Lake, candidates: DataFrame, ctx: WriteContext,
                   contract: Contract = CURRENT, stored: DataFrame | None = None,
-                  silver_read: int | None = None, silver_written: int | None = None) -> None:
-    """Append the decisions of one write to the decision log, once per run and batch.
+                  silver_read: int | None = None, silver_written: int | None = None) -> int:
+    """Append the decisions of one write to the decision log, once per run and batch; returns
+    how many of them are producer conflicts (won or lost).
 
     `stored` is silver as the write read it (time travel to `silver_read`); None for a write
     that replaced what was there (a reprocess rebuild), where every key's winner is inserted.
-    Does nothing when `GRIDLAKE_DECISION_LOG=off`.
+    Does nothing when `GRIDLAKE_DECISION_LOG=off` (and returns 0).
     """
     if not decision_log_enabled():
-        return
+        return 0
     spec = decision_log(contract)
     if stored is None:
         stored = spark.createDataFrame([], silver_readings(contract).schema)
     rows = (candidates.transform(decide(stored, contract))
             .transform(decision_rows(ctx, contract, silver_read, silver_written,
-                                     dt.datetime.now(dt.UTC))))
-    _append(rows, lake.path(spec), ctx, "decision log", spec.partition_by)
+                                     dt.datetime.now(dt.UTC)))
+            .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        _append(rows, lake.path(spec), ctx, "decision log", spec.partition_by)
+        return rows.where(F.col("decision").isin(*CONFLICT_DECISIONS)).count()
+    finally:
+        rows.unpersist()
 
 
 def _committed_bronze(spark, lake: Lake, ctx: WriteContext) -> DataFrame | None:
@@ -455,8 +479,8 @@ def upsert_from_bronze(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,
         if valid:
             candidates = validated.transform(silver_rows(contract, written_at))
             updates = candidates.transform(latest_per_key(contract.key, contract.order_by))
-            result.upserted = merge_into_silver(spark, lake, updates, result.event_dates,
-                                                ctx, contract, candidates=candidates)
+            result.upserted, result.conflicts = merge_into_silver(
+                spark, lake, updates, result.event_dates, ctx, contract, candidates=candidates)
         # A replay after an erasure counts bronze as it is now and the MERGE as it was.
         result.duplicates_or_stale = max(0, valid - result.upserted)
     finally:
@@ -472,7 +496,7 @@ def record_batch(spark, lake: Lake, result: BatchResult, ctx: WriteContext,
         "run_id": ctx.run_id, "batch_id": ctx.batch_id, "kind": ctx.kind, "source": ctx.source,
         "started_at": ctx.ingest_time, "finished_at": dt.datetime.now(dt.UTC),
         "records_read": result.records_read, "upserted": result.upserted,
-        "duplicates_or_stale": result.duplicates_or_stale, "conflicts": 0,
+        "duplicates_or_stale": result.duplicates_or_stale, "conflicts": result.conflicts,
         "quarantined": result.quarantined, "event_dates": result.event_dates,
         "bronze_version": table_version(spark, lake.path(bronze_telemetry())),
         "silver_version": table_version(spark, lake.path(silver_readings(contract))),

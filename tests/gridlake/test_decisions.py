@@ -66,6 +66,9 @@ EXPECTED = {
 }
 
 
+CONFLICTS = sum(d.startswith("producer_conflict") for d, _, _ in EXPECTED.values())
+
+
 def _raw(spark, path: str, lines: list[bytes]):
     content = (b"\n".join(lines) + b"\n").decode("latin-1")
     return spark.createDataFrame([(path, content)], "path string, content string").transform(
@@ -76,29 +79,31 @@ def _raw(spark, path: str, lines: list[bytes]):
 def decided(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("decisions")
     lake = open_lake(str(root / "lake"), create=True, spark=spark)
-    versions = []
+    versions, results = [], []
     for batch_id, (name, lines) in enumerate([("first.jsonl", FIRST), ("second.jsonl", SECOND)]):
         ctx = WriteContext.now(run_id="decisions-test", batch_id=batch_id, kind="backfill",
                                source=name)
         before = table_version(spark, lake.path("silver/readings"))
-        write_batch(spark, lake, _raw(spark, f"/in/{name}", lines), ctx)
+        results.append(write_batch(spark, lake, _raw(spark, f"/in/{name}", lines), ctx))
         versions.append((before, table_version(spark, lake.path("silver/readings"))))
     rows = spark.read.format("delta").load(lake.path("_gridlake/decisions")).collect()
-    return lake, versions, rows
+    return lake, versions, rows, results
 
 
 def test_every_record_of_a_crafted_batch_gets_the_rules_decision(decided):
-    _, _, rows = decided
+    _, _, rows, results = decided
     second = {int(r["record_id"].rsplit("#", 1)[1]): r
               for r in rows if r["batch_id"] == 1}
     assert len([r for r in rows if r["batch_id"] == 1]) == len(SECOND)
     got = {line: (r["decision"], r["won"], (r["winner_seq"], r["winner_event_id"]))
            for line, r in second.items()}
     assert got == EXPECTED
+    # The batch's count of producer conflicts (the batch log's `conflicts`), won and lost.
+    assert [r.conflicts for r in results] == [0, CONFLICTS]
 
 
 def test_the_first_write_inserts_and_every_row_names_its_write(decided):
-    _, versions, rows = decided
+    _, versions, rows, _ = decided
     first = [r for r in rows if r["batch_id"] == 0]
     assert sorted(r["decision"] for r in first) == ["inserted"] * len(FIRST)
     for r in rows:
@@ -110,20 +115,21 @@ def test_the_first_write_inserts_and_every_row_names_its_write(decided):
 
 
 def test_replaying_a_batch_logs_nothing_twice(spark, decided):
-    lake, _, rows = decided
+    lake, _, rows, _ = decided
     ctx = WriteContext.now(run_id="decisions-test", batch_id=1, kind="backfill",
                            source="second.jsonl")
-    write_batch(spark, lake, _raw(spark, "/in/second.jsonl", SECOND), ctx)
+    replayed = write_batch(spark, lake, _raw(spark, "/in/second.jsonl", SECOND), ctx)
     again = spark.read.format("delta").load(lake.path("_gridlake/decisions"))
     assert again.count() == len(rows)
+    assert (replayed.replayed, replayed.conflicts) == (True, CONFLICTS)
 
 
 def test_the_switch_turns_the_log_off(spark, decided, monkeypatch):
-    lake, _, rows = decided
+    lake, _, rows, _ = decided
     monkeypatch.setenv("GRIDLAKE_DECISION_LOG", "off")
     ctx = WriteContext.now(run_id="decisions-test", batch_id=2, kind="backfill", source="x")
     result = write_batch(spark, lake, _raw(spark, "/in/third.jsonl", THIRD), ctx)
-    assert result.upserted == len(THIRD)
+    assert (result.upserted, result.conflicts) == (len(THIRD), 0)
     log = spark.read.format("delta").load(lake.path("_gridlake/decisions"))
     assert log.count() == len(rows)
 
@@ -152,11 +158,16 @@ def _rebuild_expectation() -> Counter:
 def test_a_reprocess_logs_its_rebuild_from_bronze(spark, decided):
     from batch.reprocess import reprocess
 
-    lake, _, _ = decided
+    lake, _, _, _ = decided
     day = dt.date.fromisoformat(DAY)
     run_id = reprocess(spark, lake, day, day).run_id
     log = (spark.read.format("delta").load(lake.path("_gridlake/decisions"))
            .where(F.col("run_id") == run_id)
            .select(F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("ts"), "seq",
                    "event_id", "decision").collect())
-    assert Counter(tuple(r) for r in log) == _rebuild_expectation()
+    expected = _rebuild_expectation()
+    assert Counter(tuple(r) for r in log) == expected
+    [logged] = (spark.read.format("delta").load(lake.path("_gridlake/batches"))
+                .where(F.col("run_id") == run_id).collect())
+    assert logged["conflicts"] == sum(n for (_, _, _, decision), n in expected.items()
+                                      if decision.startswith("producer_conflict"))

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from batch.erasure import purge_and_vacuum
 from gridlake.faults import POINTS
@@ -30,7 +31,8 @@ from tests.streaming.conftest import StreamProcess, check_exactly_once
 def check_logs(spark, lake: Lake, files: list[Path]) -> None:
     """A batch replayed after its MERGE committed logs and reports what that MERGE did: every
     valid record is decided exactly once, each batch's upserted rows (the MERGE's metrics)
-    are its records that won (the decision log's own rule), and they cover every silver key."""
+    are its records that won (the decision log's own rule), and they cover every silver key;
+    each batch's logged conflicts are its producer-conflict decisions."""
     records = list(oracle.read_records(files))
     truth, invalid = oracle.silver_truth(records)
     valid = len(records) - len(invalid)
@@ -40,6 +42,11 @@ def check_logs(spark, lake: Lake, files: list[Path]) -> None:
            for r in decisions.where("won").groupBy("run_id", "batch_id").count().collect()}
     batches = spark.read.format("delta").load(lake.path("_gridlake/batches")).collect()
     assert {(r["run_id"], r["batch_id"]): r["upserted"] for r in batches if r["upserted"]} == won
+    conflicts = {(r["run_id"], r["batch_id"]): r["count"] for r in decisions.where(
+        F.col("decision").startswith("producer_conflict")).groupBy("run_id", "batch_id")
+        .count().collect()}
+    assert {(r["run_id"], r["batch_id"]): r["conflicts"] for r in batches
+            if r["conflicts"]} == conflicts
     assert len(truth) <= sum(won.values()) <= valid
 
 
