@@ -1,5 +1,5 @@
-"""The Kafka broker bounced and the topic grown while `gridlake stream` runs: nothing lost,
-nothing twice.
+"""The Kafka broker bounced and the topic grown while `gridlake stream` runs, and the stream
+killed at a commit boundary: nothing lost, nothing twice.
 
 The stream runs as its own process with a 1-second trigger. A third of the fleet is produced
 and read; the next third is produced and the broker stopped at once, before the stream has
@@ -10,6 +10,7 @@ from their first offset, and stop cleanly on SIGTERM.
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 
@@ -21,6 +22,7 @@ from streaming.kafka_uri import KafkaUri
 from streaming.produce import produce
 from tests import oracle
 from tests.streaming.conftest import StreamProcess, check_exactly_once
+from tests.streaming.test_stream_crash import check_logs
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -75,3 +77,28 @@ def test_broker_bounce_and_new_partitions_mid_stream_lose_and_repeat_nothing(
     offsets = (spark.read.format("delta").load(lake.path("bronze/telemetry"))
                .groupBy("kafka_partition").agg(F.min("kafka_offset").alias("first")).collect())
     assert {r["first"] for r in offsets} == {0}, "a partition was not read from its start"
+
+
+@pytest.mark.parametrize("point", ["after_bronze", "after_silver"])
+def test_kill_9_of_a_kafka_stream_at_a_commit_boundary_then_restart(
+        spark, kafka_broker, small_fleet, tmp_path, point):
+    """kill -9 inside micro-batch 1 of a stream reading Kafka (bronze committed; or bronze,
+    quarantine and silver), then the same command again: batch 1 is replayed from the offsets
+    its checkpoint planned, and every record is in every table exactly once."""
+    files = sorted((small_fleet / "stream").glob("*.jsonl"))
+    topic = f"kill-{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, partitions=2)
+    produce([str(p) for p in files], KafkaUri(kafka_broker.bootstrap, topic),
+            binary_fraction=0.3, seed=4)
+    source, lake_dir = f"kafka:{kafka_broker.bootstrap}/{topic}", tmp_path / "lake"
+    args = ("--available-now", "--max-offsets-per-trigger", "150")
+
+    code, out = StreamProcess(source, lake_dir, *args, GRIDLAKE_CRASH_AT=f"{point}@1").finish()
+    assert code == -signal.SIGKILL, (code, out)
+    code, out = StreamProcess(source, lake_dir, *args).finish()
+    assert code == 0, out
+    [replay] = [line for line in out.splitlines() if line.startswith("batch 1:")]
+    assert "replayed: already committed" in replay, out
+    lake = Lake(str(lake_dir.resolve()))
+    check_exactly_once(spark, lake, files)
+    check_logs(spark, lake, files)
