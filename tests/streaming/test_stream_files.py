@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
+from collections import defaultdict
 
 import pytest
 from pyspark.sql import functions as F
@@ -75,11 +77,37 @@ def test_bronze_holds_every_line_once_and_quarantine_every_bad_line(spark, small
     assert all(raw[(r.path, r.line)] == r.payload for r in records)
 
 
-def test_one_line_per_micro_batch_with_counts(streamed):
-    _, _, lines = streamed
+BATCH_LINE = re.compile(r"batch (\d+): read (\d+), upserted (\d+), duplicates/stale (\d+), "
+                        r"quarantined (\d+), event dates (\S+), (\d+\.\d\d) s$")
+
+
+def test_one_line_per_micro_batch_with_counts(spark, streamed):
+    """Each batch's line gives the counts the upsert rule gives, in plain Python, for the files
+    Spark put in that batch (read from bronze)."""
+    lake, _, lines = streamed
     batches = [line for line in lines if line.startswith("batch ")]
-    assert len(batches) == 2  # 4 files, 2 per trigger
-    assert all("read" in b and "upserted" in b and "quarantined" in b for b in batches)
+    assert len(batches) == 2, lines  # 4 files, 2 per trigger
+    files_of = defaultdict(set)
+    for r in (_table(spark, lake, bronze_telemetry()).select("batch_id", "source_file")
+              .distinct().collect()):
+        files_of[r["batch_id"]].add(r["source_file"])
+    stored: dict = {}
+    for line in batches:
+        found = BATCH_LINE.match(line.rstrip())
+        assert found, line
+        batch_id, read, upserted, dup_or_stale, bad = map(int, found.groups()[:5])
+        records = list(oracle.read_records(files_of[batch_id]))
+        winners, invalid = oracle.silver_truth(records)
+        changed = {k: e for k, e in winners.items()
+                   if k not in stored or (e["seq"], e["_id"]) > (stored[k]["seq"],
+                                                                 stored[k]["_id"])}
+        stored.update(changed)
+        valid = len(records) - len(invalid)
+        days = sorted({k[1].date() for k in winners})
+        span = str(days[0]) if days[0] == days[-1] else f"{days[0]}..{days[-1]}"
+        assert (read, bad, upserted, dup_or_stale, found.group(6)) == (
+            len(records), len(invalid), len(changed), valid - len(changed), span), line
+        assert float(found.group(7)) > 0
 
 
 def test_replaying_a_committed_batch_changes_nothing(spark, small_fleet, streamed):
