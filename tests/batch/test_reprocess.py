@@ -59,7 +59,7 @@ def check(spark, lake, truth, zones: dict[str, str] | None = None):
 
 
 def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
-        spark, lake, cli, tmp_path):
+        spark, lake, cli, tmp_path, capsys):
     records = [
         X.event("D1", "S1", "meter", "2026-11-10T00:00:00Z", 1, 500.0),
         X.event("D1", "S1", "meter", "2026-11-10T06:00:00Z", 2, 1500.0),           # line 2
@@ -76,7 +76,11 @@ def test_reprocess_after_a_rule_change_moves_records_and_rollups_follow(
     registry = tmp_path / "sites.csv"
     registry.write_text("site_id,timezone\n" + "".join(f"{s},{z}\n" for s, z in ZONES.items()))
     load_sites(spark, lake, registry)
-    backfill(spark, lake, [report])
+    capsys.readouterr()
+    backfill(spark, lake, [report], progress=True)
+    # The progress bar (shown on a terminal by default) goes over the report's bytes to the end.
+    bar = capsys.readouterr().err
+    assert "backfill:   0%" in bar and "backfill: 100%" in bar, bar
     check(spark, lake, expected_truth(lines, 1e6), ZONES)
     before = versions(spark, lake, "silver/readings")
 
