@@ -248,9 +248,10 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
             result.caught_up = late.count()
             if result.caught_up:
                 catch_up = WriteContext(run_id, 1, "reprocess", ctx.source, ctx.ingest_time)
-                conflicts += merge_into_silver(spark, lake, late.transform(latest_per_key(
+                # Their conflicts are counted in the batches that brought them.
+                merge_into_silver(spark, lake, late.transform(latest_per_key(
                     contract.key, contract.order_by)), dates, catch_up, contract,
-                    candidates=late).conflicts
+                    candidates=late)
                 result.versions["silver/readings"] = commit_version(spark, silver_path, run_id)
 
         # The batch log first, then quarantine: a batch logged by then has its quarantine

@@ -356,14 +356,13 @@ def recompute(spark, lake: Lake, days: Iterable[dt.date], run_id: str | None = N
     days = sorted(set(days))
     result = RollupResult(run_id, mode, version, changes_from_version, days=days)
     device_spec, site_spec = gold_daily_device_rollups(), gold_daily_site_rollups(contract)
-    sites = _site_zones(spark, lake)
-    registered: list[ExpectationDef] = []
-    if days:
-        # The registry is small: collect it whole rather than pay a distinct's shuffle.
-        registry = sites.collect()
-        result.local_days = local_days_overlapping(days, {r["timezone"] for r in registry})
-        # A site missing from the registry has no site rollups: said by the device gate.
-        registered.append(registered_sites(r["site_id"] for r in registry))
+    # The registry is small: read once for the run and kept, so the zones of the local days,
+    # the sites the device gate knows and the join of the site rollups all agree.
+    registry = _site_zones(spark, lake).collect() if days else []
+    sites = spark.createDataFrame(registry, "site_id string, timezone string")
+    result.local_days = local_days_overlapping(days, {r["timezone"] for r in registry})
+    # A site missing from the registry has no site rollups: the device gate says so.
+    registered = [registered_sites(r["site_id"] for r in registry)] if days else []
 
     def device_rows(todo: list[dt.date]) -> DataFrame:
         return (silver.where(F.col("event_date").isin(*todo))

@@ -59,7 +59,8 @@ DELIVERY_ORDER = ("ingest_time", "source_file", "source_line", "kafka_partition"
 
 # The decisions of a record that met another with its key and seq but another id: the winner's
 # and the loser's (the others are inserted, higher_seq, stale and duplicate).
-CONFLICT_DECISIONS = ("producer_conflict_won", "producer_conflict_lost")
+CONFLICT_WON, CONFLICT_LOST = "producer_conflict_won", "producer_conflict_lost"
+CONFLICT_DECISIONS = (CONFLICT_WON, CONFLICT_LOST)
 
 # `off` skips the decision log (`_gridlake/decisions`); any other value, or none, keeps it.
 DECISION_LOG_SETTING = "GRIDLAKE_DECISION_LOG"
@@ -115,7 +116,8 @@ class BatchResult:
             dates = f"{first}" if first == last else f"{first}..{last}"
         else:
             dates = "-"
-        return (f"{label or f'batch {self.batch_id}'}: read {self.records_read}, upserted {self.upserted}, "
+        head = label or f"batch {self.batch_id}"
+        return (f"{head}: read {self.records_read}, upserted {self.upserted}, "
                 f"duplicates/stale {self.duplicates_or_stale}, "
                 f"quarantined {self.quarantined}, event dates {dates}, {self.seconds:.2f} s"
                 + (" (replayed: already committed)" if self.replayed else ""))
@@ -233,12 +235,12 @@ def decide(stored: DataFrame, contract: Contract = CURRENT) -> Callable[[DataFra
         stored_conflict = ((F.col(f"t.{order}") == F.col(f"c.{order}"))
                            & (F.col("t.event_id") != F.col("c.event_id")))
         decision = (F.when(won & (batch_conflict | F.coalesce(stored_conflict, F.lit(False))),
-                           CONFLICT_DECISIONS[0])
+                           CONFLICT_WON)
                     .when(won & F.col("t").isNull(), "inserted")
                     .when(won, "higher_seq")
                     .when(w[order] > F.col(f"c.{order}"), "stale")
                     .when(w["event_id"] == F.col("c.event_id"), "duplicate")
-                    .otherwise(CONFLICT_DECISIONS[1]))
+                    .otherwise(CONFLICT_LOST))
         return (met
                 .withColumn("w", F.when(beats_stored, F.col("b")).otherwise(F.col("t")))
                 .select(*key, "event_date", "c.record_id", "c.event_id", f"c.{order}",
@@ -397,9 +399,19 @@ def log_decisions(spark, lake: Lake, candidates: DataFrame, ctx: WriteContext,
             .transform(decision_rows(ctx, contract, silver_read, silver_written,
                                      dt.datetime.now(dt.UTC)))
             .persist(StorageLevel.MEMORY_AND_DISK))
+    conflicts = F.col("decision").isin(*CONFLICT_DECISIONS)
     try:
         _append(rows, lake.path(spec), ctx, "decision log", spec.partition_by)
-        return rows.where(F.col("decision").isin(*CONFLICT_DECISIONS)).count()
+        try:
+            return rows.where(conflicts).count()
+        except Exception as error:
+            if not is_data_gone(error):
+                raise
+            # The append was skipped (logged before a crash) and silver as the write read it
+            # has been vacuumed since: count the decisions the log holds.
+            return (spark.read.format("delta").load(lake.path(spec))
+                    .where((F.col("run_id") == ctx.run_id) & (F.col("batch_id") == ctx.batch_id)
+                           & conflicts).count())
     finally:
         rows.unpersist()
 
@@ -421,9 +433,11 @@ def write_batch(spark, lake: Lake, raw: DataFrame, ctx: WriteContext,
     Callers that know the batch is new (the stream, from its checkpoint) pass
     `may_be_replay=False` to skip looking for those rows.
     """
-    if may_be_replay and (resumed := resume_batch(spark, lake, ctx, contract)) is not None:
-        return resumed
     started = time.monotonic()
+    committed = _committed_bronze(spark, lake, ctx) if may_be_replay else None
+    if committed is not None:
+        return _upsert_persisted(spark, lake, committed.persist(StorageLevel.MEMORY_AND_DISK),
+                                 ctx, contract, started, replayed=True)
     bronze = raw.transform(to_bronze(ctx)).persist(StorageLevel.MEMORY_AND_DISK)
     _append(bronze, lake.path(bronze_telemetry()), ctx, "bronze")
     crash_point("after_bronze", ctx.batch_id)
@@ -438,8 +452,8 @@ def resume_batch(spark, lake: Lake, ctx: WriteContext, contract: Contract = CURR
     committed = _committed_bronze(spark, lake, ctx)
     if committed is None:
         return None
-    return _upsert_persisted(spark, lake, committed.persist(StorageLevel.MEMORY_AND_DISK), ctx,
-                             contract, started, replayed=True)
+    return _upsert_persisted(spark, lake, committed.persist(StorageLevel.MEMORY_AND_DISK),
+                             ctx, contract, started, replayed=True)
 
 
 def _upsert_persisted(spark, lake: Lake, bronze: DataFrame, ctx: WriteContext,

@@ -1,10 +1,12 @@
-"""Fixtures of the streaming tests: one real Kafka broker (KRaft) for the whole run; and the
-exactly-once check against the oracle."""
+"""Fixtures of the streaming tests: one real Kafka broker (KRaft) for the whole run; the
+exactly-once check against the oracle and the check of the decision and batch logs; and
+`gridlake stream` as a process of its own, over a landing folder of the fleet's files."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
 from tests import oracle
@@ -119,3 +122,38 @@ class StreamProcess:
         code = self.process.wait(timeout=300)
         self._reader.join(timeout=10)
         return code
+
+
+def check_logs(spark, lake, files: list[Path]) -> None:
+    """A batch replayed after its MERGE committed logs and reports what that MERGE did: every
+    valid record is decided exactly once, each batch's upserted rows (the MERGE's metrics)
+    are its records that won (the decision log's own rule), and they cover every silver key;
+    each batch's logged conflicts are its producer-conflict decisions."""
+    records = list(oracle.read_records(files))
+    truth, invalid = oracle.silver_truth(records)
+    valid = len(records) - len(invalid)
+    decisions = spark.read.format("delta").load(lake.path("_gridlake/decisions"))
+    assert decisions.count() == decisions.select("record_id").distinct().count() == valid
+    won = {(r["run_id"], r["batch_id"]): r["count"]
+           for r in decisions.where("won").groupBy("run_id", "batch_id").count().collect()}
+    batches = spark.read.format("delta").load(lake.path("_gridlake/batches")).collect()
+    assert {(r["run_id"], r["batch_id"]): r["upserted"] for r in batches if r["upserted"]} == won
+    conflicts = {(r["run_id"], r["batch_id"]): r["count"] for r in decisions.where(
+        F.col("decision").startswith("producer_conflict")).groupBy("run_id", "batch_id")
+        .count().collect()}
+    assert {(r["run_id"], r["batch_id"]): r["conflicts"] for r in batches
+            if r["conflicts"]} == conflicts
+    assert len(truth) <= sum(won.values()) <= valid
+
+
+def fleet_landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
+    """A landing folder holding the fleet's stream files, and where the lake goes."""
+    landing, lake_dir = workdir / "landing", workdir / "lake"
+    landing.mkdir(parents=True)
+    for path in sorted((fleet / "stream").glob("*.jsonl")):
+        shutil.copy(path, landing / path.name)
+    return landing, lake_dir
+
+
+def file_stream(landing: Path, lake: Path, *extra: str, **env: str) -> StreamProcess:
+    return StreamProcess(f"files:{landing}", lake, "--max-files-per-trigger", "1", *extra, **env)

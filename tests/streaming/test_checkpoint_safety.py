@@ -14,8 +14,7 @@ from gridlake.errors import CheckpointError
 from gridlake.lake import Lake, open_lake
 from streaming.query import StreamOptions, run_stream
 from streaming.sources import FileSource
-from tests.streaming.conftest import check_exactly_once
-from tests.streaming.test_stream_crash import check_logs, file_stream, fleet_landing
+from tests.streaming.conftest import check_exactly_once, check_logs, file_stream, fleet_landing
 
 pytestmark = pytest.mark.chaos  # make chaos's "lost checkpoint" case; short enough for make test
 
@@ -69,6 +68,7 @@ def test_checkpoint_of_another_source_is_refused(spark, streamed_once, tmp_path)
         run_stream(spark, lake, FileSource(str(other)), options, report=lambda _: None)
 
 
+@pytest.mark.slow  # make chaos; make test keeps the single-fault cases above
 def test_a_batch_killed_after_its_bronze_append_is_finished_by_the_recovery(
         spark, small_fleet, tmp_path):
     """Two faults: kill -9 after bronze's append of the first micro-batch (nothing else of it

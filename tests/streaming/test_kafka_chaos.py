@@ -21,8 +21,7 @@ from gridlake.lake import Lake
 from streaming.kafka_uri import KafkaUri
 from streaming.produce import produce
 from tests import oracle
-from tests.streaming.conftest import StreamProcess, check_exactly_once
-from tests.streaming.test_stream_crash import check_logs
+from tests.streaming.conftest import StreamProcess, check_exactly_once, check_logs
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

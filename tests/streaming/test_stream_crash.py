@@ -12,46 +12,24 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
 
 from batch.erasure import purge_and_vacuum
 from gridlake.faults import POINTS
 from gridlake.lake import Lake
 from shared_schemas.tables import bronze_telemetry, silver_readings
 from tests import oracle
-from tests.streaming.conftest import StreamProcess, check_exactly_once
-
-
-def check_logs(spark, lake: Lake, files: list[Path]) -> None:
-    """A batch replayed after its MERGE committed logs and reports what that MERGE did: every
-    valid record is decided exactly once, each batch's upserted rows (the MERGE's metrics)
-    are its records that won (the decision log's own rule), and they cover every silver key;
-    each batch's logged conflicts are its producer-conflict decisions."""
-    records = list(oracle.read_records(files))
-    truth, invalid = oracle.silver_truth(records)
-    valid = len(records) - len(invalid)
-    decisions = spark.read.format("delta").load(lake.path("_gridlake/decisions"))
-    assert decisions.count() == decisions.select("record_id").distinct().count() == valid
-    won = {(r["run_id"], r["batch_id"]): r["count"]
-           for r in decisions.where("won").groupBy("run_id", "batch_id").count().collect()}
-    batches = spark.read.format("delta").load(lake.path("_gridlake/batches")).collect()
-    assert {(r["run_id"], r["batch_id"]): r["upserted"] for r in batches if r["upserted"]} == won
-    conflicts = {(r["run_id"], r["batch_id"]): r["count"] for r in decisions.where(
-        F.col("decision").startswith("producer_conflict")).groupBy("run_id", "batch_id")
-        .count().collect()}
-    assert {(r["run_id"], r["batch_id"]): r["conflicts"] for r in batches
-            if r["conflicts"]} == conflicts
-    assert len(truth) <= sum(won.values()) <= valid
-
-
-def file_stream(landing: Path, lake: Path, *extra: str, **env: str) -> StreamProcess:
-    return StreamProcess(f"files:{landing}", lake, "--max-files-per-trigger", "1", *extra, **env)
+from tests.streaming.conftest import (
+    StreamProcess,
+    check_exactly_once,
+    check_logs,
+    file_stream,
+    fleet_landing,
+)
 
 
 def _kill_during_a_batch(stream: StreamProcess, rng: random.Random) -> None:
@@ -59,15 +37,6 @@ def _kill_during_a_batch(stream: StreamProcess, rng: random.Random) -> None:
     stream.wait_for_line("batch ")
     time.sleep(rng.uniform(0.0, 4.0))
     stream.signal(signal.SIGKILL)
-
-
-def fleet_landing(fleet: Path, workdir: Path) -> tuple[Path, Path]:
-    """A landing folder holding the fleet's stream files, and where the lake goes."""
-    landing, lake_dir = workdir / "landing", workdir / "lake"
-    landing.mkdir(parents=True)
-    for path in sorted((fleet / "stream").glob("*.jsonl")):
-        shutil.copy(path, landing / path.name)
-    return landing, lake_dir
 
 
 def _die_at(landing: Path, lake_dir: Path, point: str, timeout: float = 300) -> None:
