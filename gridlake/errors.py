@@ -23,3 +23,7 @@ class ContractError(GridlakeError):
 
 class CheckpointError(GridlakeError):
     """A streaming checkpoint is damaged or belongs to another source."""
+
+
+class DataLossError(GridlakeError):
+    """A source no longer holds records the stream has not read (Kafka retention)."""

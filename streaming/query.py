@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -28,7 +29,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.utils import StreamingQueryException
 
-from gridlake.errors import BadArgumentError, CheckpointError
+from gridlake.errors import BadArgumentError, CheckpointError, DataLossError
 from gridlake.faults import crash_point
 from gridlake.gunzip import file_damage
 from gridlake.ingest import WriteContext, record_batch, resume_batch, write_batch
@@ -36,7 +37,7 @@ from gridlake.lake import Lake, hadoop_fs, read_text, write_text
 from gridlake.landing import RECORD_SUFFIXES, few, too_large_sentence
 from shared_schemas import CURRENT, Contract
 from shared_schemas.tables import batch_log, bronze_telemetry
-from streaming.sources import FileSource, Source
+from streaming.sources import FileSource, KafkaSource, Source
 
 log = logging.getLogger("gridlake.stream")
 IDENTITY_FILE = "gridlake.json"
@@ -80,12 +81,12 @@ def _remember_run(spark, lake: Lake, source: Source, run_id: str) -> None:
                    json.dumps({"source": source.name, "runs": [*runs, run_id]}, indent=2), spark)
 
 
-def checkpoint_run_id(spark, lake: Lake, source: Source, checkpoint: str,
-                      recover: bool = False) -> str:
-    """The run id stored with a checkpoint; creates it for a new checkpoint.
+def existing_run_id(spark, lake: Lake, source: Source, checkpoint: str,
+                    recover: bool = False) -> str | None:
+    """The run id stored with a checkpoint; None for a new checkpoint that may start.
 
     Refuses a checkpoint that lost its `metadata` or identity, one that belongs to another
-    source, and a new checkpoint for a source the lake already streamed (unless `recover`).
+    source, and a new checkpoint for a source the lake has had one for (unless `recover`).
     """
     identity_text = read_text(f"{checkpoint}/{IDENTITY_FILE}", spark)
     metadata = read_text(f"{checkpoint}/metadata", spark)
@@ -107,9 +108,14 @@ def checkpoint_run_id(spark, lake: Lake, source: Source, checkpoint: str,
             f"refusing to start (see {RECOVERY_DOC})")
     if stream_runs(spark, lake, source) and not recover:
         raise CheckpointError(
-            f"the lake already holds records streamed from {source.name} but checkpoint "
-            f"{checkpoint} is missing; restarting from scratch would re-read them. Rerun with "
+            f"the lake has streamed from {source.name} before but checkpoint {checkpoint} is "
+            f"missing; restarting from scratch would re-read what it read. Rerun with "
             f"--recover to skip what bronze already holds (see {RECOVERY_DOC})")
+    return None
+
+
+def new_run_id(spark, lake: Lake, source: Source, checkpoint: str) -> str:
+    """A fresh run id for a new checkpoint: recorded in the lake, then in the checkpoint."""
     run_id = f"stream-{uuid.uuid4().hex[:12]}"
     # Before the checkpoint's identity: a start killed in between is refused as one that
     # streamed, rather than a run the lake does not know of.
@@ -141,6 +147,8 @@ def finish_interrupted_batches(spark, lake: Lake, source: Source, contract: Cont
         ctx = WriteContext.now(run_id=run_id, batch_id=batch_id, kind="stream",
                                source=source.name)
         result = resume_batch(spark, lake, ctx, contract)
+        if result is None:  # its records were erased from bronze since they were listed
+            continue
         record_batch(spark, lake, result, ctx, contract)
         report(result.line(f"recovered batch {batch_id} of {run_id}"))
 
@@ -290,15 +298,35 @@ def batch_handler(lake: Lake, run_id: str, source: Source, contract: Contract = 
     return handle
 
 
+def explained(source: Source, error: Exception) -> Exception:
+    """The error a stream stopped with, as one sentence where a person can act on it: Kafka
+    deleted records (retention, or the topic deleted) before the stream read them."""
+    text = str(error)
+    if not isinstance(source, KafkaSource) or not any(
+            mark in text for mark in ("KAFKA_DATA_LOSS", "failOnDataLoss")):
+        return error
+    detail = next((re.sub(r"^Reason:\s*", "", line.strip()).rstrip(".")
+                   for line in text.splitlines()
+                   if re.search(r"offset|partition", line, re.IGNORECASE)), "")
+    return DataLossError(
+        f"Kafka no longer holds records of topic {source.uri.topic!r} that the stream has not "
+        f"read (deleted by retention, or with the topic){': ' + detail if detail else ''}. "
+        "The stream stopped rather than skip them; to go on past them, which cannot be "
+        "read again, run the same command once with --accept-data-loss")
+
+
 def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
                contract: Contract = CURRENT, report: Callable[[str], None] = print,
                warn: Callable[[str], None] = print_warning) -> None:
     """Run the stream until stopped (SIGTERM/Ctrl-C end it after the current micro-batch),
     or, with `available_now`, until everything present at start is processed."""
     checkpoint = options.checkpoint or lake.default_checkpoint(source.slug)
-    run_id = checkpoint_run_id(spark, lake, source, checkpoint, options.recover)
+    run_id = existing_run_id(spark, lake, source, checkpoint, options.recover)
     if options.recover:
+        # Before a new checkpoint exists: a recovery killed meanwhile is refused at the next
+        # start without --recover, rather than read everything again without the skip.
         finish_interrupted_batches(spark, lake, source, contract, report)
+    run_id = run_id or new_run_id(spark, lake, source, checkpoint)
     stop_requested = threading.Event()
     unread = (UnreadFiles(source, warn, every=options.unread_check_seconds)
               if isinstance(source, FileSource) else None)
@@ -338,7 +366,7 @@ def run_stream(spark, lake: Lake, source: Source, options: StreamOptions,
             # A batch that started after the stop request refused to write: a clean stop.
             report("stopped after the last complete micro-batch")
         elif error is not None:
-            raise error
+            raise explained(source, error)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -286,6 +286,9 @@ class KafkaSource:
     uri: KafkaUri
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
+    # Go on past offsets Kafka deleted before the stream read them (Spark's failOnDataLoss
+    # off). Off by default: such a stream stops rather than lose records without a word.
+    accept_data_loss: bool = False
 
     @property
     def name(self) -> str:
@@ -302,7 +305,7 @@ class KafkaSource:
                   .option("subscribe", self.uri.topic)
                   .option("startingOffsets", self.starting_offsets)
                   .option("includeHeaders", "true")
-                  .option("failOnDataLoss", "true"))
+                  .option("failOnDataLoss", str(not self.accept_data_loss).lower()))
         if self.max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", self.max_offsets_per_trigger)
         return reader.load().transform(kafka_records())
@@ -312,9 +315,13 @@ Source = FileSource | KafkaSource
 
 
 def parse_source(text: str, max_files_per_trigger: int = 64,
-                 max_offsets_per_trigger: int | None = None) -> Source:
+                 max_offsets_per_trigger: int | None = None,
+                 accept_data_loss: bool = False) -> Source:
     """`files:DIR` or `kafka:HOST:PORT/TOPIC` → a source; anything else is one clear error."""
     scheme, _, rest = text.partition(":")
+    if accept_data_loss and scheme != "kafka":
+        raise BadArgumentError("--accept-data-loss is for a kafka: source, whose broker may "
+                               "delete records before the stream reads them")
     if scheme == "files" and rest:
         directory = Path(rest).resolve()
         if not directory.is_dir():
@@ -322,7 +329,8 @@ def parse_source(text: str, max_files_per_trigger: int = 64,
         return FileSource(str(directory), max_files_per_trigger)
     if scheme == "kafka" and rest:
         return KafkaSource(parse_kafka_uri(text),
-                           max_offsets_per_trigger=max_offsets_per_trigger)
+                           max_offsets_per_trigger=max_offsets_per_trigger,
+                           accept_data_loss=accept_data_loss)
     raise BadArgumentError(
         f"unknown source {text!r}; expected files:DIR or kafka:HOST:PORT/TOPIC")
 

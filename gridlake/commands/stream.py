@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="start a new checkpoint for a source the lake already streamed: "
                              "finish the batches a crash left in bronze only, then skip "
                              "records bronze already holds")
+    parser.add_argument("--accept-data-loss", action="store_true",
+                        help="for Kafka: go on past records the broker deleted before the "
+                             "stream read them (by default the stream stops and says so)")
     parser.set_defaults(func=run)
 
 
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from streaming.sources import parse_source
 
     source = parse_source(args.source, max_files_per_trigger=args.max_files_per_trigger,
-                          max_offsets_per_trigger=args.max_offsets_per_trigger)
+                          max_offsets_per_trigger=args.max_offsets_per_trigger,
+                          accept_data_loss=args.accept_data_loss)
     options = StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger,
                             checkpoint=args.checkpoint, recover=args.recover,
                             unread_check_seconds=unread_check_seconds(os.environ))
