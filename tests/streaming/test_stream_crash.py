@@ -153,3 +153,24 @@ def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on
     coordinates = [r["record_id"].removeprefix("file:").rsplit("#", 1) for r in decided]
     assert sorted((Path(f).name, int(n)) for f, n in coordinates) == sorted(
         c for c in expected if c[0] != batch_1_file)
+
+
+@pytest.mark.long
+def test_a_replay_after_its_decisions_were_logged_and_silver_vacuumed_counts_them(
+        spark, small_fleet, tmp_path):
+    """kill -9 after batch 1's decisions were logged (its batch-log entry not yet), then silver
+    purged and vacuumed: the replay cannot classify batch 1 again, and need not. Its batch-log
+    entry counts the conflicts its logged decisions hold, and nothing warns of a missing log."""
+    landing, lake_dir = fleet_landing(small_fleet, tmp_path)
+    crashed = file_stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT="after_write@1")
+    code, out = crashed.finish()
+    assert code == -signal.SIGKILL, (code, out)
+    lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
+    assert purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
+                            purge=True) > 0
+
+    code, out = file_stream(landing, lake_dir, "--available-now").finish()
+    assert code == 0, out
+    assert "upsert decisions of" not in out, out
+    check_exactly_once(spark, lake, files)
+    check_logs(spark, lake, files)
