@@ -116,6 +116,23 @@ def test_kill_9_right_after_the_silver_merge_then_restart_replays_the_batch_exac
     crash_at_then_restart(spark, small_fleet, tmp_path, "after_silver")
 
 
+def crash_vacuum_restart(spark, fleet: Path, workdir: Path, point: str
+                         ) -> tuple[Lake, list[Path], str]:
+    """Die by SIGKILL at `point` of batch 1, purge and vacuum silver as `gridlake forget --now`
+    does (the files batch 1's MERGE marked are rewritten, then a vacuum at zero retention),
+    then the same command again: (lake, files, the restart's output)."""
+    landing, lake_dir = fleet_landing(fleet, workdir)
+    crashed = file_stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT=f"{point}@1")
+    code, out = crashed.finish()
+    assert code == -signal.SIGKILL, (code, out)
+    lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
+    assert purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
+                            purge=True) > 0
+    code, out = file_stream(landing, lake_dir, "--available-now").finish()
+    assert code == 0, out
+    return lake, files, out
+
+
 @pytest.mark.long
 def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on(
         spark, small_fleet, tmp_path):
@@ -123,18 +140,7 @@ def test_a_replay_after_silver_was_vacuumed_leaves_out_its_decisions_and_goes_on
     that MERGE read it is gone, so the restart cannot classify batch 1's records again. It
     used to fail on every restart; now it says so, logs every other batch's decisions, and
     every record is in every table exactly once."""
-    landing, lake_dir = fleet_landing(small_fleet, tmp_path)
-    crashed = file_stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT="after_silver@1")
-    code, out = crashed.finish()
-    assert code == -signal.SIGKILL, (code, out)
-    lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
-    # What `gridlake forget --now` does to every table: deletion vectors purged (the files
-    # batch 1's MERGE marked are rewritten), then a vacuum at zero retention.
-    assert purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
-                            purge=True) > 0
-
-    code, out = file_stream(landing, lake_dir, "--available-now").finish()
-    assert code == 0, out
+    lake, files, out = crash_vacuum_restart(spark, small_fleet, tmp_path, "after_silver")
     [replay] = [line for line in out.splitlines() if line.startswith("batch 1:")]
     assert "replayed: already committed" in replay, out
     [warning] = [line for line in out.splitlines() if "upsert decisions of" in line]
@@ -161,16 +167,7 @@ def test_a_replay_after_its_decisions_were_logged_and_silver_vacuumed_counts_the
     """kill -9 after batch 1's decisions were logged (its batch-log entry not yet), then silver
     purged and vacuumed: the replay cannot classify batch 1 again, and need not. Its batch-log
     entry counts the conflicts its logged decisions hold, and nothing warns of a missing log."""
-    landing, lake_dir = fleet_landing(small_fleet, tmp_path)
-    crashed = file_stream(landing, lake_dir, "--available-now", GRIDLAKE_CRASH_AT="after_write@1")
-    code, out = crashed.finish()
-    assert code == -signal.SIGKILL, (code, out)
-    lake, files = Lake(str(lake_dir.resolve())), list(landing.glob("*.jsonl"))
-    assert purge_and_vacuum(spark, silver_readings(), lake.path(silver_readings()), now=True,
-                            purge=True) > 0
-
-    code, out = file_stream(landing, lake_dir, "--available-now").finish()
-    assert code == 0, out
+    lake, files, out = crash_vacuum_restart(spark, small_fleet, tmp_path, "after_write")
     assert "upsert decisions of" not in out, out
     check_exactly_once(spark, lake, files)
     check_logs(spark, lake, files)
