@@ -434,21 +434,20 @@ def write_batch(spark, lake: Lake, raw: DataFrame, ctx: WriteContext,
     `may_be_replay=False` to skip looking for those rows.
     """
     started = time.monotonic()
-    committed = _committed_bronze(spark, lake, ctx) if may_be_replay else None
-    if committed is not None:
-        return _upsert_persisted(spark, lake, committed.persist(StorageLevel.MEMORY_AND_DISK),
-                                 ctx, contract, started, replayed=True)
+    if may_be_replay and (resumed := resume_batch(spark, lake, ctx, contract, started)):
+        return resumed
     bronze = raw.transform(to_bronze(ctx)).persist(StorageLevel.MEMORY_AND_DISK)
     _append(bronze, lake.path(bronze_telemetry()), ctx, "bronze")
     crash_point("after_bronze", ctx.batch_id)
     return _upsert_persisted(spark, lake, bronze, ctx, contract, started, replayed=False)
 
 
-def resume_batch(spark, lake: Lake, ctx: WriteContext, contract: Contract = CURRENT
-                 ) -> BatchResult | None:
+def resume_batch(spark, lake: Lake, ctx: WriteContext, contract: Contract = CURRENT,
+                 started: float | None = None) -> BatchResult | None:
     """Quarantine and upsert a batch whose bronze append committed before a crash, from those
-    bronze rows (the rest of its writes are idempotent); None when bronze holds none of it."""
-    started = time.monotonic()
+    bronze rows (the rest of its writes are idempotent); None when bronze holds none of it.
+    `started` (time.monotonic) is when the batch's timing began, by default now."""
+    started = time.monotonic() if started is None else started
     committed = _committed_bronze(spark, lake, ctx)
     if committed is None:
         return None

@@ -61,11 +61,15 @@ def _runs_file(lake: Lake, source: Source) -> str:
     return lake.path(f"{STREAM_RUNS}/{source.slug}.json")
 
 
+def _recorded_runs(spark, lake: Lake, source: Source) -> list[str]:
+    text = read_text(_runs_file(lake, source), spark)
+    return json.loads(text)["runs"] if text is not None else []
+
+
 def stream_runs(spark, lake: Lake, source: Source) -> list[str]:
     """The run ids of every checkpoint the lake has had for `source`: recorded in the lake as
     each one starts, and (for lakes older than that record) those the batch log names."""
-    text = read_text(_runs_file(lake, source), spark)
-    recorded = json.loads(text)["runs"] if text is not None else []
+    recorded = _recorded_runs(spark, lake, source)
     logged = (spark.read.format("delta").load(lake.path(batch_log()))
               .where((F.col("kind") == "stream") & (F.col("source") == source.name))
               .select("run_id").distinct().collect())
@@ -74,8 +78,7 @@ def stream_runs(spark, lake: Lake, source: Source) -> list[str]:
 
 def _remember_run(spark, lake: Lake, source: Source, run_id: str) -> None:
     """Record `run_id` as a run of `source` in the lake, where a lost checkpoint leaves it."""
-    text = read_text(_runs_file(lake, source), spark)
-    runs = json.loads(text)["runs"] if text is not None else []
+    runs = _recorded_runs(spark, lake, source)
     if run_id not in runs:
         write_text(_runs_file(lake, source),
                    json.dumps({"source": source.name, "runs": [*runs, run_id]}, indent=2), spark)
