@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
+
+from tests import oracle
 
 
 @pytest.fixture
@@ -44,3 +50,81 @@ def versions(spark, lake, path: str) -> int:
     from delta.tables import DeltaTable
 
     return DeltaTable.forPath(spark, lake.path(path)).history(1).first()["version"]
+
+
+def stream_batches(spark, lake, groups, first: int = 0) -> None:
+    """What the stream's foreachBatch does, one micro-batch per group of landing files,
+    numbered from `first`."""
+    from gridlake.ingest import WriteContext, record_batch, write_batch
+    from streaming.sources import read_files
+
+    for batch_id, files in enumerate(groups, start=first):
+        raw = read_files(spark, [str(p) for p in files])
+        ctx = WriteContext.now(run_id="stream-beside-batch", batch_id=batch_id, kind="stream",
+                               source="files:test")
+        record_batch(spark, lake, write_batch(spark, lake, raw, ctx), ctx)
+
+
+def without_device(device: str, source: Path, target: Path) -> Path:
+    """A copy of `source`'s record files without the device's records."""
+    target.mkdir(parents=True, exist_ok=True)
+    name = device.encode()
+    for path in sorted(source.iterdir()):
+        data = path.read_bytes()
+        if path.suffix == ".json":  # one batch: a JSON array of events
+            try:
+                items = json.loads(data)
+            except ValueError:
+                items = None
+            if isinstance(items, list):
+                data = json.dumps([i for i in items if device not in json.dumps(i)]).encode()
+            elif name in data:
+                continue
+        else:
+            data = b"\n".join(line for line in data.split(b"\n") if name not in line)
+        (target / path.name).write_bytes(data)
+    return target
+
+
+def check_forgotten_in_the_end(spark, lake, device: str, folders: list[Path],
+                               zones: dict[str, str]) -> None:
+    """After writers raced over the records of `folders` and a `forget` of `device`: silver and
+    both gold tables equal the independent answer without the device, no bronze or quarantine
+    payload names it, and every other record read is in bronze once and every invalid one in
+    quarantine once, by its folder, file and line."""
+    from pyspark.sql import functions as F
+
+    from tests.batch import expected as X
+
+    files = [path for folder in folders for path in sorted(folder.iterdir())]
+    truth, invalid = oracle.silver_truth(oracle.read_records(files), X.now())
+    truth = {key: value for key, value in truth.items() if key[0] != device}
+    assert silver_winners(spark, lake) == winners(truth)
+    X.same(rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day"),
+           X.device_rollups(truth), "daily device rollups")
+    X.same(rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day"),
+           X.site_rollups(truth, zones), "daily site rollups")
+    bronze = table(spark, lake, "bronze/telemetry")
+    assert bronze.where(F.col("payload").cast("string").contains(device)).count() == 0
+    quarantine = table(spark, lake, "quarantine/telemetry")
+    assert quarantine.where(F.col("payload").cast("string").contains(device)).count() == 0
+    kept = [r for r in oracle.read_records(files) if device.encode() not in r.payload]
+    assert _coordinates(bronze) == Counter(_where(r) for r in kept)
+    assert {r[0] for r in quarantine.select("status").distinct().collect()} <= {"quarantined"}
+    assert _coordinates(quarantine) == Counter(
+        _where(r) for r in invalid if device.encode() not in r.payload)
+
+
+def _where(record: oracle.Record) -> tuple[str, int]:
+    path = Path(record.path)
+    return f"{path.parent.name}/{path.name}", record.line
+
+
+def _coordinates(frame) -> Counter:
+    """(folder/file, line) of every row; a .json file that is not an array is one record,
+    line 1 in the oracle's numbering."""
+    out: Counter = Counter()
+    for r in frame.select("source_file", "source_line").collect():
+        path = Path(unquote(urlparse(r["source_file"]).path))
+        out[(f"{path.parent.name}/{path.name}", r["source_line"] or 1)] += 1
+    return out

@@ -1,68 +1,86 @@
-"""The batch half beside the stream: a backfill and rollups race stream batches on the same days."""
+"""The batch half beside the stream: writers race stream batches on the same days.
+
+The first test is `make test`'s version of `make chaos`'s four writers at once
+(`tests/batch/test_jobs_at_once.py`): the stream's micro-batches, a late-report backfill (which
+ends with its own rollup of the changed days), a reprocess of those days and a `forget` of one
+device run as threads of one driver. The device sends nothing while they run, so the answer
+does not depend on which writer commits first.
+"""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import threading
+import time
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import functions as F
 
+from batch.erasure import forget
 from batch.late_reports import backfill
+from batch.reprocess import reprocess
 from batch.rollups import rollup_changed
 from batch.sites import load_sites
-from gridlake.ingest import WriteContext, record_batch, write_batch
-from streaming.sources import read_files
 from tests import oracle
 from tests.batch import expected as X
-from tests.batch.conftest import rows_by, silver_winners, table, winners
+from tests.batch.conftest import (
+    check_forgotten_in_the_end,
+    rows_by,
+    stream_batches,
+    table,
+    without_device,
+)
 from tests.conftest import FLEET_ARGS
 
 
-def stream_batches(spark, lake, groups):
-    """What the stream's foreachBatch does, one micro-batch per group of landing files."""
-    for batch_id, files in enumerate(groups):
-        raw = read_files(spark, [str(p) for p in files])
-        ctx = WriteContext.now(run_id="stream-beside-batch", batch_id=batch_id, kind="stream",
-                               source="files:test")
-        record_batch(spark, lake, write_batch(spark, lake, raw, ctx), ctx)
-
-
-def test_backfill_and_rollups_race_the_stream_and_both_end_right(spark, lake, small_fleet):
+def test_stream_backfill_reprocess_and_forget_race_and_end_right(spark, lake, small_fleet,
+                                                                 tmp_path):
     zones = {r["site_id"]: r["timezone"]
              for r in csv.DictReader((small_fleet / "sites.csv").open(encoding="utf-8"))}
     load_sites(spark, lake, small_fleet / "sites.csv")
     stream = sorted((small_fleet / "stream").glob("*.jsonl"))
-    late = sorted((small_fleet / "late").iterdir())
-    assert {p.suffix for p in late} == {".json", ".jsonl"}
+    first = tmp_path / "first"
+    first.mkdir()
+    for path in stream[:len(stream) // 2]:
+        (first / path.name).write_bytes(path.read_bytes())
+    stream_batches(spark, lake, [sorted(first.iterdir())])
+    truth, _ = oracle.silver_truth(oracle.read_records(first.iterdir()), X.now())
+    device = sorted({key[0] for key in truth})[0]
+    days = sorted({key[1].date() for key in truth})
+
+    # The second half of the stream and the late reports, without the device.
+    landing = without_device(device, small_fleet / "stream", tmp_path / "landing")
+    for path in first.iterdir():
+        (landing / path.name).unlink()
+    late = without_device(device, small_fleet / "late", tmp_path / "late")
+    assert {p.suffix for p in late.iterdir()} == {".json", ".jsonl"}
+    rest = sorted(landing.iterdir())
     failures: list[BaseException] = []
 
-    def run(action):
+    def run(name, action):
+        started = time.monotonic()
         try:
             action()
         except BaseException as exc:  # reported below; a thread must not swallow it
             failures.append(exc)
+        print(f"{name}: {time.monotonic() - started:.1f} s", flush=True)
 
-    threads = [
-        threading.Thread(target=run, args=(lambda: stream_batches(
-            spark, lake, [stream[:len(stream) // 2], stream[len(stream) // 2:]]),)),
-        # backfill ends with its own rollup of the changed days, racing the stream too
-        threading.Thread(target=run, args=(lambda: backfill(spark, lake, [small_fleet / "late"]),)),
+    writers = [
+        ("stream", lambda: stream_batches(spark, lake, [rest[:1], rest[1:]], first=1)),
+        ("backfill", lambda: backfill(spark, lake, [late], files_per_batch=1, progress=False)),
+        ("reprocess", lambda: reprocess(spark, lake, days[0], days[-1])),
+        ("forget", lambda: forget(spark, lake, device)),
     ]
+    threads = [threading.Thread(target=run, args=(name, writer)) for name, writer in writers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not failures, failures
 
-    truth, _ = oracle.silver_truth(oracle.read_records([*stream, *late]), X.now())
-    assert silver_winners(spark, lake) == winners(truth)
-    rollup_changed(spark, lake)  # whatever the stream wrote after the racing rollup
-    X.same(rows_by(spark, lake, "gold/daily_device_rollups", "device_id", "day"),
-           X.device_rollups(truth), "daily device rollups")
-    X.same(rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day"),
-           X.site_rollups(truth, zones), "daily site rollups")
+    rollup_changed(spark, lake)  # whatever the others wrote after the backfill's rollup
+    check_forgotten_in_the_end(spark, lake, device, [first, landing, late], zones)
 
 
 def test_a_rollup_of_an_older_silver_version_leaves_the_days_a_newer_run_computed(
