@@ -4,8 +4,9 @@ killed at a commit boundary: nothing lost, nothing twice.
 The stream runs as its own process with a 1-second trigger. A third of the fleet is produced
 and read; the next third is produced and the broker stopped at once, before the stream has
 read it, for a while (the stream waits on it), then started again; the topic grows from 2 to 4
-partitions and the rest is produced (keys now hash over all four). The stream must read every record exactly once, the new partitions
-from their first offset, and stop cleanly on SIGTERM.
+partitions and the rest is produced (keys now hash over all four). The stream must read every
+record exactly once, the new partitions from their first offset, and stop cleanly on SIGTERM.
+`make chaos` keeps the broker down for 15 s; `make test` runs the same with a 4-second outage.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from streaming.produce import produce
 from tests import oracle
 from tests.streaming.conftest import StreamProcess, check_exactly_once, check_logs
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = pytest.mark.kafka
 
 
 def _partitions_holding_messages(bootstrap: str, topic: str) -> set[int]:
@@ -38,8 +39,7 @@ def _partitions_holding_messages(bootstrap: str, topic: str) -> set[int]:
         consumer.close()
 
 
-def test_broker_bounce_and_new_partitions_mid_stream_lose_and_repeat_nothing(
-        spark, kafka_broker, small_fleet, tmp_path):
+def bounce_and_grow(spark, kafka_broker, small_fleet, tmp_path, outage: float) -> None:
     files = sorted((small_fleet / "stream").glob("*.jsonl"))
     thirds = [files[:1], files[1:2], files[2:]]
     counts = [len(list(oracle.read_records(part))) for part in thirds]
@@ -54,7 +54,7 @@ def test_broker_bounce_and_new_partitions_mid_stream_lose_and_repeat_nothing(
 
         produce([str(p) for p in thirds[1]], uri, binary_fraction=0.3, seed=2)
         kafka_broker.stop()  # with the second third unread: a backlog across the outage
-        time.sleep(15)  # several triggers find no broker
+        time.sleep(outage)  # several triggers find no broker
         assert stream.process.poll() is None, stream.tail()
         kafka_broker.start()
         stream.wait_for(counts[0] + counts[1])
@@ -78,6 +78,18 @@ def test_broker_bounce_and_new_partitions_mid_stream_lose_and_repeat_nothing(
     assert {r["first"] for r in offsets} == {0}, "a partition was not read from its start"
 
 
+@pytest.mark.slow
+def test_broker_bounce_and_new_partitions_mid_stream_lose_and_repeat_nothing(
+        spark, kafka_broker, small_fleet, tmp_path):
+    bounce_and_grow(spark, kafka_broker, small_fleet, tmp_path, outage=15)
+
+
+def test_a_short_broker_bounce_and_new_partitions_mid_stream_lose_and_repeat_nothing(
+        spark, kafka_broker, small_fleet, tmp_path):
+    bounce_and_grow(spark, kafka_broker, small_fleet, tmp_path, outage=4)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["after_bronze", "after_silver"])
 def test_kill_9_of_a_kafka_stream_at_a_commit_boundary_then_restart(
         spark, kafka_broker, small_fleet, tmp_path, point):

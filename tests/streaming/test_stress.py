@@ -11,6 +11,9 @@ replays with `GRIDLAKE_CHAOS_SEED=<seed> make chaos`.
 - backfill: the next late report, loaded while the stream may be writing the same tables;
 - check: stop, drain with `--available-now`, then every table must hold every record read so
   far exactly once, against the oracle.
+
+`make test` runs a short one: 8 steps over the shared small fleet, drawn again (from the same
+seeded generator) until a kill comes after a start and an add, and a backfill is among them.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from gridlake.cli import main
 from gridlake.faults import POINTS
 from gridlake.lake import open_lake
 from tests.streaming.conftest import StreamProcess, check_exactly_once
-
-pytestmark = pytest.mark.slow
 
 STEPS = ("add", "start", "kill", "stop", "backfill", "wait", "check")
 WEIGHTS = (5, 4, 2, 1, 1, 3, 1)
@@ -131,18 +132,23 @@ class Run:
         return f"had crashed at its armed point (exit {code})"
 
 
-def test_random_stress_run_keeps_every_record_exactly_once(spark, tmp_path):
-    fleet = tmp_path / "fleet"
-    assert main(["generate", "--out", str(fleet), "--devices", "10", "--days", "2",
-                 "--stream-files", "40", "--late-devices", "0.4", "--corrupt", "0.05",
-                 "--duplicates", "0.05", "--corrections", "0.05", "--conflicts", "0.02"]) == 0
+def draw_steps(rng: random.Random, count: int, must: bool = False) -> list[str]:
+    """`count` steps; with `must`, drawn again until a kill comes after a start and an add,
+    and a backfill is among them (a short run that did neither would prove little)."""
+    while True:
+        steps = rng.choices(STEPS, WEIGHTS, k=count)
+        kills = [k for k, name in enumerate(steps) if name == "kill"]
+        if not must or ("backfill" in steps
+                        and any({"start", "add"} <= set(steps[:k]) for k in kills)):
+            return steps
+
+
+def stress_run(spark, fleet, workdir, steps: int, short: bool = False) -> None:
     seed = int(os.environ.get("GRIDLAKE_CHAOS_SEED", time.time()))
-    steps = int(os.environ.get("GRIDLAKE_STRESS_STEPS", 100))
     print(f"stress run: seed {seed}, {steps} steps (replay: GRIDLAKE_CHAOS_SEED={seed})")
     rng = random.Random(seed)
-    run = Run(spark, fleet, tmp_path / "run", rng)
-    for number in range(1, steps + 1):
-        name = rng.choices(STEPS, WEIGHTS)[0]
+    run = Run(spark, fleet, workdir, rng)
+    for number, name in enumerate(draw_steps(rng, steps, must=short), start=1):
         print(f"step {number:3d} {name}: {run.step(name)}", flush=True)
     while run.pending:
         run.add()
@@ -150,3 +156,17 @@ def test_random_stress_run_keeps_every_record_exactly_once(spark, tmp_path):
         run.backfill()
     print(f"final check: {run.check()}")
     assert run.added and run.loaded
+
+
+@pytest.mark.slow
+def test_random_stress_run_keeps_every_record_exactly_once(spark, tmp_path):
+    fleet = tmp_path / "fleet"
+    assert main(["generate", "--out", str(fleet), "--devices", "10", "--days", "2",
+                 "--stream-files", "40", "--late-devices", "0.4", "--corrupt", "0.05",
+                 "--duplicates", "0.05", "--corrections", "0.05", "--conflicts", "0.02"]) == 0
+    stress_run(spark, fleet, tmp_path / "run", int(os.environ.get("GRIDLAKE_STRESS_STEPS", 100)))
+
+
+def test_a_short_random_stress_run_keeps_every_record_exactly_once(spark, small_fleet,
+                                                                    tmp_path):
+    stress_run(spark, small_fleet, tmp_path / "run", steps=8, short=True)
