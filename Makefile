@@ -7,7 +7,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup jars test test-long lint demo bench bench-stream bench-batch bench-microbatch bench-checkpoints notebooks lab chaos clean
+.PHONY: setup jars test test-long lint demo bench bench-stream bench-batch bench-microbatch bench-checkpoints bench-vacuum notebooks lab chaos clean
 
 setup: $(VENV)/.installed jars
 
@@ -62,6 +62,10 @@ bench-microbatch: setup
 
 bench-checkpoints: setup
 	$(BIN)/python -m benchmarks.bench_checkpoints
+
+# VACUUM (and forget) with Delta's default listing parallelism against gridlake's session.
+bench-vacuum: setup
+	$(BIN)/python -m benchmarks.bench_vacuum
 
 # The analyst notebooks, executed against $(GRIDLAKE_LAKE) (the demo lake unless set; made
 # first when missing); executed copies with their plots go to notebooks/executed/ (git-ignored).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -65,6 +67,39 @@ def stream_batches(spark, lake, groups, first: int = 0) -> None:
         record_batch(spark, lake, write_batch(spark, lake, raw, ctx), ctx)
 
 
+@dataclass(frozen=True)
+class Race:
+    """The records of a race with a `forget`: the stream's first half (read before the race),
+    then the second half and the late reports without `device`, whose days are `days`."""
+    first: Path
+    landing: Path
+    late: Path
+    device: str
+    days: list[dt.date]
+    zones: dict[str, str]
+
+
+def prepare_race(fleet: Path, workdir: Path) -> Race:
+    """Copy the fleet's first stream half to `first`, pick its first device, and write the
+    rest of the stream (to `landing`) and the late reports (to `late`) without it."""
+    from tests.batch import expected as X
+
+    stream = sorted((fleet / "stream").glob("*.jsonl"))
+    first = workdir / "first"
+    first.mkdir()
+    for path in stream[:len(stream) // 2]:
+        (first / path.name).write_bytes(path.read_bytes())
+    truth, _ = oracle.silver_truth(oracle.read_records(first.iterdir()), X.now())
+    device = sorted({key[0] for key in truth})[0]
+    landing = without_device(device, fleet / "stream", workdir / "landing")
+    for path in first.iterdir():
+        (landing / path.name).unlink()
+    zones = {r["site_id"]: r["timezone"]
+             for r in csv.DictReader((fleet / "sites.csv").open(encoding="utf-8"))}
+    return Race(first, landing, without_device(device, fleet / "late", workdir / "late"),
+                device, sorted({key[1].date() for key in truth}), zones)
+
+
 def without_device(device: str, source: Path, target: Path) -> Path:
     """A copy of `source`'s record files without the device's records."""
     target.mkdir(parents=True, exist_ok=True)
@@ -86,9 +121,8 @@ def without_device(device: str, source: Path, target: Path) -> Path:
     return target
 
 
-def check_forgotten_in_the_end(spark, lake, device: str, folders: list[Path],
-                               zones: dict[str, str]) -> None:
-    """After writers raced over the records of `folders` and a `forget` of `device`: silver and
+def check_forgotten_in_the_end(spark, lake, race: Race) -> None:
+    """After writers raced over the race's records and a `forget` of its device: silver and
     both gold tables equal the independent answer without the device, no bronze or quarantine
     payload names it, and every other record read is in bronze once and every invalid one in
     quarantine once, by its folder, file and line."""
@@ -96,7 +130,9 @@ def check_forgotten_in_the_end(spark, lake, device: str, folders: list[Path],
 
     from tests.batch import expected as X
 
-    files = [path for folder in folders for path in sorted(folder.iterdir())]
+    device, zones = race.device, race.zones
+    files = [path for folder in (race.first, race.landing, race.late)
+             for path in sorted(folder.iterdir())]
     truth, invalid = oracle.silver_truth(oracle.read_records(files), X.now())
     truth = {key: value for key, value in truth.items() if key[0] != device}
     assert silver_winners(spark, lake) == winners(truth)

@@ -26,36 +26,21 @@ from tests import oracle
 from tests.batch import expected as X
 from tests.batch.conftest import (
     check_forgotten_in_the_end,
+    prepare_race,
     rows_by,
     stream_batches,
     table,
-    without_device,
 )
 from tests.conftest import FLEET_ARGS
 
 
 def test_stream_backfill_reprocess_and_forget_race_and_end_right(spark, lake, small_fleet,
                                                                  tmp_path):
-    zones = {r["site_id"]: r["timezone"]
-             for r in csv.DictReader((small_fleet / "sites.csv").open(encoding="utf-8"))}
+    race = prepare_race(small_fleet, tmp_path)
+    assert {p.suffix for p in race.late.iterdir()} == {".json", ".jsonl"}
     load_sites(spark, lake, small_fleet / "sites.csv")
-    stream = sorted((small_fleet / "stream").glob("*.jsonl"))
-    first = tmp_path / "first"
-    first.mkdir()
-    for path in stream[:len(stream) // 2]:
-        (first / path.name).write_bytes(path.read_bytes())
-    stream_batches(spark, lake, [sorted(first.iterdir())])
-    truth, _ = oracle.silver_truth(oracle.read_records(first.iterdir()), X.now())
-    device = sorted({key[0] for key in truth})[0]
-    days = sorted({key[1].date() for key in truth})
-
-    # The second half of the stream and the late reports, without the device.
-    landing = without_device(device, small_fleet / "stream", tmp_path / "landing")
-    for path in first.iterdir():
-        (landing / path.name).unlink()
-    late = without_device(device, small_fleet / "late", tmp_path / "late")
-    assert {p.suffix for p in late.iterdir()} == {".json", ".jsonl"}
-    rest = sorted(landing.iterdir())
+    stream_batches(spark, lake, [sorted(race.first.iterdir())])
+    rest = sorted(race.landing.iterdir())
     failures: list[BaseException] = []
 
     def run(name, action):
@@ -68,9 +53,10 @@ def test_stream_backfill_reprocess_and_forget_race_and_end_right(spark, lake, sm
 
     writers = [
         ("stream", lambda: stream_batches(spark, lake, [rest[:1], rest[1:]], first=1)),
-        ("backfill", lambda: backfill(spark, lake, [late], files_per_batch=1, progress=False)),
-        ("reprocess", lambda: reprocess(spark, lake, days[0], days[-1])),
-        ("forget", lambda: forget(spark, lake, device)),
+        ("backfill", lambda: backfill(spark, lake, [race.late], files_per_batch=1,
+                                      progress=False)),
+        ("reprocess", lambda: reprocess(spark, lake, race.days[0], race.days[-1])),
+        ("forget", lambda: forget(spark, lake, race.device)),
     ]
     threads = [threading.Thread(target=run, args=(name, writer)) for name, writer in writers]
     for thread in threads:
@@ -80,7 +66,7 @@ def test_stream_backfill_reprocess_and_forget_race_and_end_right(spark, lake, sm
     assert not failures, failures
 
     rollup_changed(spark, lake)  # whatever the others wrote after the backfill's rollup
-    check_forgotten_in_the_end(spark, lake, device, [first, landing, late], zones)
+    check_forgotten_in_the_end(spark, lake, race)
 
 
 def test_a_rollup_of_an_older_silver_version_leaves_the_days_a_newer_run_computed(

@@ -13,7 +13,6 @@ This is `make chaos`'s case; `make test` runs the same race as threads of one dr
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -22,9 +21,7 @@ from pathlib import Path
 import pytest
 
 from gridlake.lake import Lake
-from tests import oracle
-from tests.batch import expected as X
-from tests.batch.conftest import check_forgotten_in_the_end, without_device
+from tests.batch.conftest import check_forgotten_in_the_end, prepare_race
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,39 +41,22 @@ def _finish(name: str, process: subprocess.Popen, timeout: float = 1500) -> str:
 
 @pytest.mark.slow
 def test_stream_backfill_reprocess_and_forget_at_once_end_right(spark, small_fleet, tmp_path):
-    stream = sorted((small_fleet / "stream").glob("*.jsonl"))
-    zones = {r["site_id"]: r["timezone"]
-             for r in csv.DictReader((small_fleet / "sites.csv").open(encoding="utf-8"))}
+    race = prepare_race(small_fleet, tmp_path)
     lake_dir = tmp_path / "lake"
-    first, rest = tmp_path / "first", tmp_path / "landing"
-    first.mkdir()
-    for path in stream[:len(stream) // 2]:
-        (first / path.name).write_bytes(path.read_bytes())
-    _finish("the first stream run", _gridlake("stream", "--source", f"files:{first}",
+    _finish("the first stream run", _gridlake("stream", "--source", f"files:{race.first}",
                                                "--lake", lake_dir, "--available-now"))
     _finish("sites", _gridlake("sites", "--lake", lake_dir, "load", small_fleet / "sites.csv"))
-    records = list(oracle.read_records(first.iterdir()))
-    truth, _ = oracle.silver_truth(records, X.now())
-    device = sorted({key[0] for key in truth})[0]
-    days = sorted({key[1].date() for key in truth})
-
-    # The second half of the stream and the late reports, without the device.
-    landing = without_device(device, small_fleet / "stream", rest)
-    for path in stream[:len(stream) // 2]:
-        (landing / path.name).unlink()
-    late = without_device(device, small_fleet / "late", tmp_path / "late")
-
     jobs = {
-        "stream": _gridlake("stream", "--source", f"files:{landing}", "--lake", lake_dir,
+        "stream": _gridlake("stream", "--source", f"files:{race.landing}", "--lake", lake_dir,
                             "--available-now", "--max-files-per-trigger", "1"),
-        "backfill": _gridlake("backfill", "--lake", lake_dir, "--files-per-batch", "1", late),
-        "reprocess": _gridlake("reprocess", "--lake", lake_dir, "--from", days[0],
-                               "--to", days[-1]),
-        "forget": _gridlake("forget", "--lake", lake_dir, "--device", device),
+        "backfill": _gridlake("backfill", "--lake", lake_dir, "--files-per-batch", "1",
+                              race.late),
+        "reprocess": _gridlake("reprocess", "--lake", lake_dir, "--from", race.days[0],
+                               "--to", race.days[-1]),
+        "forget": _gridlake("forget", "--lake", lake_dir, "--device", race.device),
     }
     for name, process in jobs.items():
         _finish(name, process)
     _finish("rollup", _gridlake("rollup", "--lake", lake_dir, "--changed"))
 
-    check_forgotten_in_the_end(spark, Lake(str(lake_dir.resolve())), device,
-                               [first, landing, late], zones)
+    check_forgotten_in_the_end(spark, Lake(str(lake_dir.resolve())), race)

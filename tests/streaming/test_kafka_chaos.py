@@ -54,7 +54,7 @@ def bounce_and_grow(spark, kafka_broker, small_fleet, tmp_path, outage: float) -
 
         produce([str(p) for p in thirds[1]], uri, binary_fraction=0.3, seed=2)
         kafka_broker.stop()  # with the second third unread: a backlog across the outage
-        time.sleep(outage)  # several triggers find no broker
+        time.sleep(outage)  # triggers find no broker meanwhile
         assert stream.process.poll() is None, stream.tail()
         kafka_broker.start()
         stream.wait_for(counts[0] + counts[1])

@@ -1,6 +1,6 @@
 """A random stress run: at least 100 steps of add data / start / stop / kill -9 / backfill /
 wait / check, each drawn from a seeded generator whose seed is printed first, so a failure
-replays with `GRIDLAKE_CHAOS_SEED=<seed> make chaos`.
+replays with `GRIDLAKE_CHAOS_SEED=<seed>` and the test's id (printed with it).
 
 - add: the next stream file lands in the landing folder (renamed into place, as a producer
   that writes files should);
@@ -13,7 +13,8 @@ replays with `GRIDLAKE_CHAOS_SEED=<seed> make chaos`.
   far exactly once, against the oracle.
 
 `make test` runs a short one: 8 steps over the shared small fleet, drawn again (from the same
-seeded generator) until a kill comes after a start and an add, and a backfill is among them.
+seeded generator) until a kill hits a running stream after data was added, and a backfill
+is among them.
 """
 
 from __future__ import annotations
@@ -132,20 +133,32 @@ class Run:
         return f"had crashed at its armed point (exit {code})"
 
 
+def kills_a_fed_stream(steps: list[str]) -> bool:
+    """Does a kill come while a stream runs (started, not stopped, checked or killed since)
+    after data was added?"""
+    running = added = False
+    for name in steps:
+        if name == "kill" and running and added:
+            return True
+        running = name == "start" or (running and name not in ("stop", "check", "kill"))
+        added = added or name == "add"
+    return False
+
+
 def draw_steps(rng: random.Random, count: int, must: bool = False) -> list[str]:
-    """`count` steps; with `must`, drawn again until a kill comes after a start and an add,
-    and a backfill is among them (a short run that did neither would prove little)."""
+    """`count` steps; with `must`, drawn again until a kill hits a running stream after data
+    was added, and a backfill is among them (a short run that did neither would prove little)."""
     while True:
         steps = rng.choices(STEPS, WEIGHTS, k=count)
-        kills = [k for k, name in enumerate(steps) if name == "kill"]
-        if not must or ("backfill" in steps
-                        and any({"start", "add"} <= set(steps[:k]) for k in kills)):
+        if not must or ("backfill" in steps and kills_a_fed_stream(steps)):
             return steps
 
 
 def stress_run(spark, fleet, workdir, steps: int, short: bool = False) -> None:
     seed = int(os.environ.get("GRIDLAKE_CHAOS_SEED", time.time()))
-    print(f"stress run: seed {seed}, {steps} steps (replay: GRIDLAKE_CHAOS_SEED={seed})")
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+    print(f"stress run: seed {seed}, {steps} steps "
+          f"(replay: GRIDLAKE_CHAOS_SEED={seed} .venv/bin/python -m pytest '{test}')")
     rng = random.Random(seed)
     run = Run(spark, fleet, workdir, rng)
     for number, name in enumerate(draw_steps(rng, steps, must=short), start=1):
