@@ -165,8 +165,8 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
             # core busy (make bench-microbatch compares it with two per core).
             "spark.databricks.delta.snapshotPartitions": str(os.cpu_count() or 2),
             # VACUUM lists a table's folders in one Spark job of this many tasks (10,000 by
-            # default): 23 to 43 s for a small table on 2 cores, 3 s with one task per core.
-            # `forget` vacuums every table it touched (docs/operations.md, "Erasure").
+            # default): 23.9 s for a small table on 2 cores, 1.8 s with one task per core
+            # (make bench-vacuum). `forget` vacuums the tables it erased rows from.
             "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(os.cpu_count() or 2),
         })
     else:
