@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import statistics
 import time
@@ -56,9 +55,10 @@ class VacuumOptions:
     seed: int = 7
 
 
-def settings() -> dict[str, str]:
-    """The two listing parallelisms compared: Delta's default and gridlake's local session's."""
-    return {"default": DELTA_DEFAULT, "gridlake": str(os.cpu_count() or 2)}
+def settings(spark) -> dict[str, str]:
+    """The two listing parallelisms compared: Delta's default and what gridlake's session set
+    (`gridlake.session`); read before any run changes it."""
+    return {"default": DELTA_DEFAULT, "gridlake": spark.conf.get(LISTING)}
 
 
 def build_lake(spark, fleet: Path, root: Path):
@@ -88,7 +88,8 @@ def timed(spark, setting: str, action: Callable[[], T]) -> tuple[float, T]:
     return time.monotonic() - t0, result
 
 
-def run_vacuums(spark, lake, repeats: int) -> dict[str, list[dict]]:
+def run_vacuums(spark, lake, compared: dict[str, str], repeats: int
+                ) -> dict[str, list[dict]]:
     """Per setting: {table, seconds} of every VACUUM."""
     from delta.tables import DeltaTable
 
@@ -99,10 +100,10 @@ def run_vacuums(spark, lake, repeats: int) -> dict[str, list[dict]]:
         silver_readings,
     )
 
-    out: dict[str, list[dict]] = {name: [] for name in settings()}
+    out: dict[str, list[dict]] = {name: [] for name in compared}
     tables = [spec().path for spec in (bronze_telemetry, quarantine_telemetry, silver_readings,
                                        gold_daily_device_rollups)]
-    order = list(settings().items())
+    order = list(compared.items())
     for repeat in range(repeats):
         for i, table in enumerate(tables):
             for name, setting in reversed(order) if (repeat + i) % 2 else order:
@@ -115,16 +116,17 @@ def run_vacuums(spark, lake, repeats: int) -> dict[str, list[dict]]:
     return out
 
 
-def run_forgets(spark, lake, work: Path, devices: list[str]) -> dict[str, list[dict]]:
+def run_forgets(spark, lake, compared: dict[str, str], work: Path, devices: list[str]
+                ) -> dict[str, list[dict]]:
     from batch.erasure import forget
     from gridlake.lake import Lake
 
-    out: dict[str, list[dict]] = {name: [] for name in settings()}
+    out: dict[str, list[dict]] = {name: [] for name in compared}
     copies = {}
-    for name in settings():
+    for name in compared:
         copies[name] = work / f"lake-{name}"
         shutil.copytree(lake.root, copies[name])
-    order = list(settings().items())
+    order = list(compared.items())
     for round_number, device in enumerate(devices):
         for name, setting in reversed(order) if round_number % 2 else order:
             seconds, certificate = timed(spark, setting, partial(
@@ -160,7 +162,7 @@ def markdown(results: dict) -> str:
     lines = ["# make bench-vacuum", "", run_sentence(results), "",
              f"A lake of {o['devices']} devices × {o['days']} days (streamed, late reports "
              "backfilled, rolled up), one driver; `" + LISTING + "` set to Delta's default "
-             f"({DELTA_DEFAULT}) or gridlake's ({settings()['gridlake']}, one per core), "
+             f"({DELTA_DEFAULT}) or gridlake's ({results['settings']['gridlake']}, one per core), "
              "alternating.", "",
              "| | default: median s | gridlake: median s | default / gridlake | runs |",
              "|---|---:|---:|---:|---:|"]
@@ -197,13 +199,15 @@ def main(argv: list[str] | None = None) -> int:
                                          seed=options.seed, stream_files=options.days * 4),
                          "vacuum fleet")
     spark, work = bench_session("gridlake-bench-vacuum", "vacuum")
+    compared = results["settings"] = settings(spark)
     try:
         say("building the lake")
         lake = build_lake(spark, fleet, work / "lake")
-        results["measurements"]["vacuum"] = run_vacuums(spark, lake, options.repeats)
+        results["measurements"]["vacuum"] = run_vacuums(spark, lake, compared,
+                                                        options.repeats)
         with (fleet / "devices.csv").open(encoding="utf-8") as f:
             devices = sorted(row["device_id"] for row in csv.DictReader(f))
-        results["measurements"]["forget"] = run_forgets(spark, lake, work,
+        results["measurements"]["forget"] = run_forgets(spark, lake, compared, work,
                                                         devices[:options.rounds])
     finally:
         finish(results, out_dir, "vacuum", summarize, markdown, work, spark)
