@@ -34,7 +34,7 @@ test: setup lint
 
 # End-to-end runs too long for make test (the GDPR erasure with its vacuums and byte scan,
 # a stream replay right after the silver MERGE and one after a vacuum, lineage after a vacuum,
-# compaction after a streamed run).
+# compaction after a streamed run, `gridlake demo` run twice).
 test-long: setup
 	$(BIN)/python -m pytest -m long -p no:cacheprovider
 
