@@ -401,7 +401,11 @@ def log_decisions(spark, lake: Lake, candidates: DataFrame, ctx: WriteContext,
             .persist(StorageLevel.MEMORY_AND_DISK))
     conflicts = F.col("decision").isin(*CONFLICT_DECISIONS)
     try:
-        _append(rows, lake.path(spec), ctx, "decision log", spec.partition_by)
+        # Rebalanced on the partition column: one file per event date for a batch of ordinary
+        # size (more, of Spark's advisory size, for a large one), where the rows would come
+        # out of the batch's last shuffle, a small file per shuffle partition and date.
+        _append(rows.hint("rebalance", *spec.partition_by), lake.path(spec), ctx,
+                "decision log", spec.partition_by)
         try:
             return rows.where(conflicts).count()
         except Exception as error:

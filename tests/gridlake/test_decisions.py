@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -112,6 +113,19 @@ def test_the_first_write_inserts_and_every_row_names_its_write(decided):
             "decisions-test", read, written)
         assert r["event_date"] == dt.date.fromisoformat(DAY)
         assert r["contract_version"] >= 1
+
+
+def test_a_write_adds_one_log_file_per_event_date(decided):
+    """A small batch's decisions are one file per date, not one per shuffle partition."""
+    lake, *_ = decided
+    per_commit = []
+    for commit in sorted((Path(lake.path("_gridlake/decisions")) / "_delta_log").glob("*.json")):
+        adds = [json.loads(line)["add"] for line in commit.read_text().splitlines()
+                if line.startswith('{"add"')]
+        if adds:
+            per_commit.append(Counter(a["partitionValues"]["event_date"] for a in adds))
+    assert len(per_commit) >= 2, per_commit
+    assert all(set(files.values()) == {1} for files in per_commit), per_commit
 
 
 def test_replaying_a_batch_logs_nothing_twice(spark, decided):
