@@ -35,6 +35,7 @@ from gridlake.landing import (
     landing_pattern,
 )
 from shared_schemas.tables import HEADER_TYPE
+from streaming.defaults import MAX_FILES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
 from streaming.kafka_uri import KafkaUri, parse_kafka_uri
 
 
@@ -193,7 +194,7 @@ class FileSource:
     """A landing directory of `.jsonl` / `.jsonl.gz` files, read as they arrive."""
 
     directory: str
-    max_files_per_trigger: int = 64
+    max_files_per_trigger: int = MAX_FILES_PER_TRIGGER
 
     def __post_init__(self):
         if GLOB_CHARACTERS.search(self.directory):
@@ -285,7 +286,7 @@ class KafkaSource:
 
     uri: KafkaUri
     starting_offsets: str = "earliest"
-    max_offsets_per_trigger: int | None = None
+    max_offsets_per_trigger: int = MAX_OFFSETS_PER_TRIGGER
     # Go on past offsets Kafka deleted before the stream read them (Spark's failOnDataLoss
     # off). Off by default: such a stream stops rather than lose records without a word.
     accept_data_loss: bool = False
@@ -306,16 +307,15 @@ class KafkaSource:
                   .option("startingOffsets", self.starting_offsets)
                   .option("includeHeaders", "true")
                   .option("failOnDataLoss", str(not self.accept_data_loss).lower()))
-        if self.max_offsets_per_trigger:
-            reader = reader.option("maxOffsetsPerTrigger", self.max_offsets_per_trigger)
-        return reader.load().transform(kafka_records())
+        return (reader.option("maxOffsetsPerTrigger", self.max_offsets_per_trigger)
+                .load().transform(kafka_records()))
 
 
 Source = FileSource | KafkaSource
 
 
-def parse_source(text: str, max_files_per_trigger: int = 64,
-                 max_offsets_per_trigger: int | None = None,
+def parse_source(text: str, max_files_per_trigger: int = MAX_FILES_PER_TRIGGER,
+                 max_offsets_per_trigger: int = MAX_OFFSETS_PER_TRIGGER,
                  accept_data_loss: bool = False) -> Source:
     """`files:DIR` or `kafka:HOST:PORT/TOPIC` → a source; anything else is one clear error."""
     scheme, _, rest = text.partition(":")

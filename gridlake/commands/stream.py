@@ -6,6 +6,7 @@ import argparse
 import os
 
 from gridlake.commands._args import add_lake_argument, positive_float, positive_int
+from streaming.defaults import MAX_FILES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,10 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="micro-batch interval when running continuously (default 5)")
     parser.add_argument("--checkpoint", metavar="DIR",
                         help="checkpoint folder (default: inside the lake, derived from the source)")
-    parser.add_argument("--max-files-per-trigger", type=positive_int, default=64, metavar="N",
-                        help="for files: at most N new files per micro-batch (default 64)")
-    parser.add_argument("--max-offsets-per-trigger", type=positive_int, metavar="N",
-                        help="for Kafka: at most N records per micro-batch")
+    parser.add_argument("--max-files-per-trigger", type=positive_int,
+                        default=MAX_FILES_PER_TRIGGER, metavar="N",
+                        help="for files: at most N new files per micro-batch (default %(default)s)")
+    parser.add_argument("--max-offsets-per-trigger", type=positive_int,
+                        default=MAX_OFFSETS_PER_TRIGGER, metavar="N",
+                        help="for Kafka: at most N records per micro-batch, over all partitions "
+                             "(default %(default)s)")
     parser.add_argument("--recover", action="store_true",
                         help="start a new checkpoint for a source the lake already streamed: "
                              "finish the batches a crash left in bronze only, then skip "
