@@ -156,6 +156,7 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
     }
     conf.update(storage_conf(os.environ, jars))
     if is_local_master(master):
+        cores = str(os.cpu_count() or 2)
         conf.update({
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
@@ -163,11 +164,11 @@ def _base_conf(master: str, app_name: str, testing: bool) -> dict[str, str]:
             # write: on one machine that alone cost a quarter of a micro-batch
             # (benchmarks/results/stream.md). One task per core is the least that keeps every
             # core busy (make bench-microbatch compares it with two per core).
-            "spark.databricks.delta.snapshotPartitions": str(os.cpu_count() or 2),
+            "spark.databricks.delta.snapshotPartitions": cores,
             # VACUUM lists a table's folders in one Spark job of this many tasks (10,000 by
             # default): 23.9 s for a small table on 2 cores, 1.8 s with one task per core
             # (make bench-vacuum). `forget` vacuums the tables it erased rows from.
-            "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(os.cpu_count() or 2),
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": cores,
         })
     else:
         # Executors start Python workers with the driver's interpreter path: the same
