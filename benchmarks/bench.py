@@ -448,9 +448,12 @@ def run_rate(spark, broker, rate: int, seconds: int, devices: int, work: Path) -
         producer.stopping.set()
         producer.join()
         drain_deadline = time.monotonic() + max(120, seconds * 3)
-        while _records_read(lines) < producer.produced and time.monotonic() < drain_deadline:
+        while (_records_read(lines) < producer.produced and time.monotonic() < drain_deadline
+               and process.poll() is None):
             time.sleep(2)
         drained = _records_read(lines) >= producer.produced
+        # A stream that stopped by itself (a crash) is part of the result, with its last words.
+        exit_code = process.poll()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=600)
     finally:
@@ -491,11 +494,14 @@ def run_rate(spark, broker, rate: int, seconds: int, devices: int, work: Path) -
                                           "p99": warm[2] / 1e6},
               "backlog_samples": samples, "backlog_growth_per_s": growth,
               "batch_seconds": _batch_seconds(lines),
-              "flat_backlog": growth <= FLAT_BACKLOG * rate and drained}
+              "stream_exit_code": exit_code, "stream_tail": lines[-40:] if exit_code is not None else [],
+              "flat_backlog": growth <= FLAT_BACKLOG * rate and drained and exit_code is None}
     shutil.rmtree(lake_dir, ignore_errors=True)
     say(f"4. Kafka at {rate:,}/s for {seconds} s: p50 {p50 / 1e6:.1f} s, p95 {p95 / 1e6:.1f} s, "
         f"p99 {p99 / 1e6:.1f} s; backlog growth {growth:,.0f}/s "
-        f"({'flat' if result['flat_backlog'] else 'growing'})")
+        f"({'flat' if result['flat_backlog'] else 'growing'})"
+        + (f"; the stream stopped by itself (exit {exit_code}), its last lines:\n"
+           + "".join(lines[-40:]) if exit_code is not None else ""))
     return result
 
 
@@ -619,6 +625,11 @@ def markdown(results: dict) -> str:
                        f"{r['backlog_growth_per_s']:,.0f} "
                        f"({'flat' if r['flat_backlog'] else 'growing'}) | "
                        f"{_warm_cell(r)} | {_batch_cells(r.get('batch_seconds', []))} |")
+        stopped = [r for r in k["runs"] if r.get("stream_exit_code") is not None]
+        if stopped:
+            out += ["", *[f"At {r['rate']:,}/s the stream stopped by itself (exit "
+                          f"{r['stream_exit_code']}) after {len(r['batch_seconds'])} micro-batches; "
+                          "its last lines are in `latest.json` (`stream_tail`)." for r in stopped]]
         out += ["", "After warm-up: the records produced once the stream had had the first "
                 f"{k['runs'][0].get('warm_up_s', WARM_UP):.0f} s of load, when its first "
                 "micro-batches (cold code, and the backlog they leave) are behind it. The target "

@@ -16,7 +16,11 @@ date), one site registry. Measured in order:
   lake), once each, and a least-squares line through them and (a): an estimate of the fixed
   cost of a run and of its cost per day recomputed. When even the shortest of these runs
   took more than 10% of (a), a `--changed` run of that many days or more cannot meet the
-  target on this lake.
+  target on this lake;
+- (f) **where a 1-day run spends its time**: `one_day_rounds` rounds alternating the run as
+  every job runs it (the two gold tables side by side) with the run inside a write lock (one
+  table after the other, as when a rollup runs inside another job's guarded write), the
+  latter with its steps timed.
 
 Targets (issue 4): (c) <= 10% of (a). Results go to `benchmarks/results/batch.json` and `.md`.
 
@@ -37,6 +41,7 @@ import shutil
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +52,7 @@ from benchmarks.bench_stream import (
     bench_session,
     finish,
     int_options,
+    jobs_started,
     new_results,
     run_pipeline,
     say,
@@ -69,6 +75,7 @@ class BatchBenchOptions:
     throughput_days: int = 3
     files: int = 12
     max_files_per_trigger: int = 4
+    one_day_rounds: int = 3
     seed: int = 7
 
 
@@ -78,6 +85,8 @@ def parse_args(argv: list[str] | None) -> tuple[BatchBenchOptions, Path]:
     if options.late_days > options.days or options.late_devices > options.devices:
         parser.error("the late report must fit the lake: --late-days <= --days and "
                      "--late-devices <= --devices")
+    if options.one_day_rounds < 1:
+        parser.error(f"--one-day-rounds is {options.one_day_rounds}; it must be 1 or more")
     return options, out
 
 
@@ -194,7 +203,7 @@ def timed(fn):
 
 
 def run_rollups(spark, lake, options: BatchBenchOptions, work: Path) -> dict:
-    """(a), (b), (c) and (e) on the big lake."""
+    """(a), (b), (c), (e) and (f) on the big lake."""
     from batch.late_reports import backfill
     from batch.rollups import rollup_changed, rollup_range
 
@@ -234,6 +243,7 @@ def run_rollups(spark, lake, options: BatchBenchOptions, work: Path) -> dict:
     say(f"(c) `rollup --changed`: {seconds:.1f} s for {len(changed.days)} days "
         f"({len(changed.local_days)} local days of sites)")
     m["per_day"] = cost_per_day(spark, lake, options)
+    m["one_day"] = one_day_profile(spark, lake, options)
     return m
 
 
@@ -252,6 +262,66 @@ def cost_per_day(spark, lake, options: BatchBenchOptions) -> list[dict]:
         say(f"(e) `rollup --from {start} --to {end}`: {seconds:.1f} s, {len(result.days)} "
             "day(s)")
     return runs
+
+
+def rollup_steps() -> list[tuple[object, str, Callable[..., str]]]:
+    """The steps of a rollup run that (f) times: (module, function, step name)."""
+    import batch.lake_state as lake_state
+    import batch.rollups as rollups
+
+    def named(text: str) -> Callable[..., str]:
+        return lambda *a, **k: text
+
+    return [
+        (rollups, "gate_rows", named("quality gate: computes the rows and checks them")),
+        (rollups, "write_results", named("quality results write")),
+        (lake_state, "days_computed_after", named("newer-run check (delta-rs)")),
+        (rollups, "replace_dates", named("gold write (replaceWhere of the days)")),
+        (rollups, "commit_version", named("gold commit lookup")),
+        (rollups, "_log_run", named("run log append")),
+    ]
+
+
+def one_day_profile(spark, lake, options: BatchBenchOptions) -> dict:
+    """(f): where a 1-day `rollup_range` spends its time.
+
+    Alternating, `one_day_rounds` times, which goes first swapped every round: the run as
+    every job runs it (the two gold tables side by side, in two threads), and the run inside
+    a write lock, where the two tables go one after the other (as when a rollup runs inside
+    another job's guarded write); the latter with its steps timed, so that each step's Spark
+    jobs are its own.
+    """
+    from batch.rollups import rollup_range
+    from gridlake.retry import guarded_write
+
+    day = late_days(options)[0]
+    recorder = StepRecorder(spark)
+    out: dict = {"day": str(day), "side_by_side": [], "one_after_the_other": [], "jobs": []}
+    def side_by_side() -> None:
+        _, seconds = timed(lambda: rollup_range(spark, lake, day, day))
+        out["side_by_side"].append(seconds)
+
+    def one_after_the_other() -> None:
+        first_job = jobs_started(spark)
+        with recorder.active(rollup_steps()):
+            _, seconds = timed(lambda: guarded_write(
+                lambda: rollup_range(spark, lake, day, day), "bench: one day, one table at a time"))
+        out["one_after_the_other"].append(seconds)
+        out["jobs"].append(jobs_started(spark) - first_job)
+
+    for n in range(options.one_day_rounds):
+        for run in (side_by_side, one_after_the_other)[::1 if n % 2 == 0 else -1]:
+            run()
+    out["steps"] = {name: {k: v / options.one_day_rounds for k, v in step.items()}
+                    for name, step in recorder.totals().items()}
+    say(f"(f) 1-day rollup: side by side {_runs(out['side_by_side'])} s, one table after the "
+        f"other {_runs(out['one_after_the_other'])} s (these: {statistics.mean(out['jobs']):.0f} "
+        "Spark jobs a run)")
+    return out
+
+
+def _runs(seconds: list[float]) -> str:
+    return ", ".join(f"{s:.1f}" for s in seconds)
 
 
 def run_throughput(spark, work: Path, options: BatchBenchOptions) -> dict:
@@ -340,6 +410,33 @@ def cost_model_lines(m: dict, s: dict) -> list[str]:
     return lines
 
 
+def one_day_lines(m: dict) -> list[str]:
+    """The markdown of (f): both ways of running a 1-day rollup, and its steps."""
+    if "one_day" not in m:
+        return []
+    p = m["one_day"]
+    side, serial = statistics.median(p["side_by_side"]), statistics.median(p["one_after_the_other"])
+    lines = ["", f"Where a 1-day run ({p['day']}) spends its time, {len(p['side_by_side'])} "
+             "rounds alternating (which goes first swapped every round): the two gold tables "
+             f"side by side (every job's way) took {_runs(p['side_by_side'])} s (median "
+             f"{side:.1f}); one after the other (inside a write lock, as when a rollup runs "
+             f"inside another job's guarded write) {_runs(p['one_after_the_other'])} s (median "
+             f"{serial:.1f}; side by side / one after the other = {side / serial:.2f}), "
+             f"{statistics.mean(p['jobs']):.0f} Spark jobs a run. The steps of the one-after-"
+             "the-other runs (mean per run; both tables):", "",
+             "| step | s / run | Spark jobs | tasks | of which Delta snapshot jobs |",
+             "|---|---:|---:|---:|---:|"]
+    steps = sorted(p["steps"].items(), key=lambda item: -item[1]["seconds"])
+    for name, step in steps:
+        lines.append(f"| {name} | {step['seconds']:.2f} | {step['jobs']:.0f} | "
+                     f"{step['tasks']:.0f} | {step['snapshot_jobs']:.0f} |")
+    rest = statistics.mean(p["one_after_the_other"]) - sum(st["seconds"] for _, st in steps)
+    rest_jobs = statistics.mean(p["jobs"]) - sum(st["jobs"] for _, st in steps)
+    lines.append(f"| the rest (pinning silver, the site registry, planning) | {rest:.2f} | "
+                 f"{rest_jobs:.0f} | | |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     mc, o, m, s = results["machine"], results["options"], results["measurements"], results["summary"]
     lines = [
@@ -393,6 +490,7 @@ def markdown(results: dict) -> str:
                   f"{t['stream']['events_per_second']:,.0f} | {t['stream']['batches']} |", "",
                   f"backfill / stream = **{s['backfill_over_stream']:.2f}x** events per second."]
     lines += cost_model_lines(m, s)
+    lines += one_day_lines(m)
     lines += ["", "Raw timings and gold commit metrics: `batch.json`.", ""]
     return "\n".join(lines)
 

@@ -197,7 +197,8 @@ _STEP_FIELDS = ("seconds", "jobs", "tasks", "job_seconds", "snapshot_jobs", "sna
 
 
 class StepRecorder:
-    """Wall time and Spark jobs of each write-path step, by wrapping the module functions.
+    """Wall time and Spark jobs of each step (the write path's unless other steps are given),
+    by wrapping the module functions.
 
     Only module attributes are swapped for timing wrappers (the code itself is untouched); a
     wrapper costs two clock reads and two py4j calls. The jobs a step started are looked up
@@ -236,12 +237,13 @@ class StepRecorder:
 
         return wrapper
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[StepRecorder]:
+    @staticmethod
+    def write_path_steps() -> list[tuple[object, str, Callable[..., str]]]:
+        """The write path's steps: (module, function name, step name of a call)."""
         import gridlake.ingest as ingest
         import streaming.query as query
 
-        patches = [
+        return [
             (query, "write_batch", lambda *a, **k: "write_batch"),
             (ingest, "write_batch", lambda *a, **k: "write_batch"),
             (ingest, "_committed_bronze", lambda *a, **k: "replay check (_committed_bronze)"),
@@ -253,7 +255,13 @@ class StepRecorder:
             (ingest, "table_version", lambda *a, **k: "version lookup (table_version)"),
             (ingest, "_latest_version", lambda *a, **k: "version lookup (_latest_version)"),
         ]
-        # The write path changes; a function it no longer has is simply not timed.
+
+    @contextlib.contextmanager
+    def active(self, steps: list[tuple[object, str, Callable[..., str]]] | None = None
+               ) -> Iterator[StepRecorder]:
+        """Time `steps` (default: the write path's) while the block runs."""
+        patches = self.write_path_steps() if steps is None else steps
+        # The code changes; a function it no longer has is simply not timed.
         patches = [p for p in patches if hasattr(p[0], p[1])]
         originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
         try:
@@ -293,27 +301,35 @@ class StepRecorder:
             "snapshot_seconds": sum(j["seconds"] for j in jobs if j["snapshot"]),
         }
 
+    def totals(self) -> dict[str, dict]:
+        """Per step, every recorded call's metrics summed (and `calls`)."""
+        out: dict[str, dict] = {}
+        for e in self.events:
+            _add_call(out, e["step"], self._metrics(e))
+        return out
+
     def batches(self, run_id: str) -> dict[int, dict[str, dict]]:
         """Per batch id: step -> metrics, inclusive (`step`) and less its timed sub-steps
         (`step: own`, e.g. upsert_from_bronze's own = validation, counts and planning)."""
         out: dict[int, dict[str, dict]] = defaultdict(dict)
-
-        def add(batch: int, name: str, metrics: dict) -> None:
-            step = out[batch].setdefault(name, dict.fromkeys(_STEP_FIELDS, 0) | {"calls": 0})
-            for k in _STEP_FIELDS:
-                step[k] += metrics[k]
-            step["calls"] += 1
-
         for e in self.events:
             if e["run_id"] != run_id or e["batch_id"] is None:
                 continue
             metrics = self._metrics(e)
-            add(e["batch_id"], e["step"], metrics)
+            _add_call(out[e["batch_id"]], e["step"], metrics)
             if e["children"]:
                 children = [self._metrics(c) for c in e["children"]]
-                add(e["batch_id"], f"{e['step']}: own", {
+                _add_call(out[e["batch_id"]], f"{e['step']}: own", {
                     k: metrics[k] - sum(c[k] for c in children) for k in _STEP_FIELDS})
         return dict(out)
+
+
+def _add_call(steps: dict[str, dict], name: str, metrics: dict) -> None:
+    """Add one call's metrics to the step `name` of `steps` (created at zero)."""
+    step = steps.setdefault(name, dict.fromkeys(_STEP_FIELDS, 0) | {"calls": 0})
+    for k in _STEP_FIELDS:
+        step[k] += metrics[k]
+    step["calls"] += 1
 
 
 def progress_listener(spark) -> tuple[list[dict], Callable[[], None]]:
