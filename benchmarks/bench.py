@@ -688,19 +688,29 @@ def missed_causes(s: dict, m: dict) -> list[str]:
     if s.get("merge_target_met") is False:
         out.append(
             "- **MERGE at the largest silver.** The MERGE reads every stored row of the days a "
-            "batch touches, and a copy-on-write silver also rewrites the rest of each file it "
-            "corrects (`rows copied` in the spread table); silver keeps deletion vectors now, "
-            "which removes the copy but not the read.")
+            "batch touches (silver holds the same number of event dates at every size, so a "
+            "day holds more rows in a larger table). With deletion vectors it copies none of "
+            "them (`rows copied` in the spread table): what grows is the read.")
     if s.get("changed_target_met") is False:
         r = m["rollups"]
         out.append(
             f"- **`rollup --changed`.** The full recompute spent "
             f"{r['full']['seconds'] / r['full']['days']:.2f} s a day over {r['full']['days']} "
             f"days; `--changed` spent {r['changed']['seconds']:.1f} s on "
-            f"{len(r['changed']['days'])}, nearly all of it a fixed cost per run (the Delta "
-            "state of the silver version it reads, two gold commits, the run log). See "
-            "[README, tests and benchmarks](../../README.md#tests-and-benchmarks).")
+            f"{len(r['changed']['days'])}, nearly all of it a fixed cost per run: the quality "
+            "gates (which compute the rows), the two gold writes and the run log, each a few "
+            "small Spark jobs"
+            + (f" ({_one_day_sentence(r['one_day'])})" if "one_day" in r else "")
+            + ". See [README, tests and benchmarks](../../README.md#tests-and-benchmarks).")
     return out
+
+
+def _one_day_sentence(profile: dict) -> str:
+    """The 1-day rollup profile of `bench_batch.one_day_profile` in one sentence."""
+    serial = statistics.mean(profile["one_after_the_other"])
+    top = sorted(profile["steps"].items(), key=lambda item: -item[1]["seconds"])[:3]
+    return (f"a 1-day run with the tables one after the other: {serial:.1f} s on average, of which "
+            + ", ".join(f"{name} {step['seconds']:.1f} s" for name, step in top))
 
 
 def main(argv: list[str] | None = None) -> int:
