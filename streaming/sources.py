@@ -291,6 +291,12 @@ class KafkaSource:
     # off). Off by default: such a stream stops rather than lose records without a word.
     accept_data_loss: bool = False
 
+    def __post_init__(self):
+        cap = self.max_offsets_per_trigger
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise BadArgumentError(f"max_offsets_per_trigger is {cap!r}; it must be a whole "
+                                   "number of records, 1 or more")
+
     @property
     def name(self) -> str:
         return f"kafka:{self.uri.bootstrap}/{self.uri.topic}"

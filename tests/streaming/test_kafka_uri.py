@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from gridlake.cli import build_parser
 from gridlake.errors import BadArgumentError
+from streaming.defaults import MAX_OFFSETS_PER_TRIGGER
 from streaming.kafka_uri import KafkaUri, parse_kafka_uri
+from streaming.sources import KafkaSource, parse_source
 
 
 @pytest.mark.parametrize(("text", "bootstrap", "topic"), [
@@ -37,3 +40,17 @@ def test_parse_kafka_uri_rejects_other_shapes_in_one_sentence(text, says):
         parse_kafka_uri(text)
 
     assert "\n" not in str(caught.value) and str(caught.value).startswith(repr(text))
+
+
+def test_a_kafka_source_reads_a_bounded_number_of_records_per_batch_by_default():
+    args = build_parser().parse_args(["stream", "--source", "kafka:127.0.0.1:9092/t",
+                                      "--lake", "lake"])
+    source = parse_source(args.source, max_offsets_per_trigger=args.max_offsets_per_trigger)
+    assert source.max_offsets_per_trigger == MAX_OFFSETS_PER_TRIGGER
+    assert parse_source("kafka:127.0.0.1:9092/t").max_offsets_per_trigger == MAX_OFFSETS_PER_TRIGGER
+
+
+@pytest.mark.parametrize("cap", [None, 0, -5, 2.5, True])
+def test_a_kafka_cap_that_is_not_a_positive_whole_number_is_refused(cap):
+    with pytest.raises(BadArgumentError, match="max_offsets_per_trigger is"):
+        KafkaSource(KafkaUri("127.0.0.1:9092", "t"), max_offsets_per_trigger=cap)
