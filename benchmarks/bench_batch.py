@@ -75,7 +75,7 @@ class BatchBenchOptions:
     throughput_days: int = 3
     files: int = 12
     max_files_per_trigger: int = 4
-    one_day_rounds: int = 3
+    one_day_rounds: int = 4
     seed: int = 7
 
 
@@ -297,6 +297,7 @@ def one_day_profile(spark, lake, options: BatchBenchOptions) -> dict:
     day = late_days(options)[0]
     recorder = StepRecorder(spark)
     out: dict = {"day": str(day), "side_by_side": [], "one_after_the_other": [], "jobs": []}
+
     def side_by_side() -> None:
         _, seconds = timed(lambda: rollup_range(spark, lake, day, day))
         out["side_by_side"].append(seconds)

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from gridlake.ingest import WriteContext, write_batch
 from gridlake.lake import open_lake, table_version
+from shared_schemas.tables import decision_log
 from streaming.sources import file_lines
 from tests.batch import expected as X
 
@@ -118,12 +119,14 @@ def test_the_first_write_inserts_and_every_row_names_its_write(decided):
 def test_a_write_adds_one_log_file_per_event_date(decided):
     """A small batch's decisions are one file per date, not one per shuffle partition."""
     lake, *_ = decided
+    spec = decision_log()
     per_commit = []
-    for commit in sorted((Path(lake.path("_gridlake/decisions")) / "_delta_log").glob("*.json")):
+    for commit in sorted((Path(lake.path(spec)) / "_delta_log").glob("*.json")):
         adds = [json.loads(line)["add"] for line in commit.read_text().splitlines()
                 if line.startswith('{"add"')]
         if adds:
-            per_commit.append(Counter(a["partitionValues"]["event_date"] for a in adds))
+            per_commit.append(Counter(tuple(a["partitionValues"][c] for c in spec.partition_by)
+                                      for a in adds))
     assert len(per_commit) >= 2, per_commit
     assert all(set(files.values()) == {1} for files in per_commit), per_commit
 
