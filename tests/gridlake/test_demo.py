@@ -15,13 +15,10 @@ import pytest
 from tests import oracle
 from tests.batch import expected as X
 from tests.gridlake.deployment import base_env, check_tables, gridlake
+from tests.streaming.conftest import BATCH_LINE
 
 pytestmark = pytest.mark.long
 
-# A micro-batch's line; a replayed one (already committed) ends in "(replayed: ...)".
-BATCH_LINE = re.compile(r"^batch (\d+): read (\d+), upserted (\d+), duplicates/stale (\d+), "
-                        r"quarantined (\d+), event dates \S+, [\d.]+ s( \(replayed.*\))?$",
-                        re.MULTILINE)
 ANY_BATCH_LINE = re.compile(r"^batch \d+:", re.MULTILINE)
 # A row of the energy table Spark's show() prints: |day|device_type|import|export|readings|
 ENERGY_ROW = re.compile(r"^\|(\d{4}-\d{2}-\d{2})\s*\|(\w+)\s*\|([\d.]+)\s*\|([\d.]+)\s*\|(\d+)\s*\|$",
@@ -76,8 +73,8 @@ def test_demo_streams_backfills_and_prints_the_fleets_energy_and_a_rerun_changes
     # quarantined every invalid one.
     found = BATCH_LINE.findall(first)
     assert len(found) == len(ANY_BATCH_LINE.findall(first)) >= 2, first[-3000:]
-    assert not any(replayed for *_, replayed in found), first[-3000:]
-    batches = [tuple(map(int, numbers)) for *numbers, _ in found]
+    assert not any(found_line[7] for found_line in found), first[-3000:]
+    batches = [tuple(map(int, found_line[:5])) for found_line in found]
     assert [b[0] for b in batches] == list(range(len(batches)))
     assert sum(b[1] for b in batches) == len(stream)
     assert sum(b[4] for b in batches) == len(stream_invalid)

@@ -20,6 +20,12 @@ from pyspark.sql import functions as F
 from shared_schemas.tables import bronze_telemetry, quarantine_telemetry, silver_readings
 from tests import oracle
 
+# The line `gridlake stream` prints per micro-batch (`BatchResult.line`): batch id, read,
+# upserted, duplicates/stale, quarantined, event dates, seconds, and a replay's suffix.
+BATCH_LINE = re.compile(r"^batch (\d+): read (\d+), upserted (\d+), duplicates/stale (\d+), "
+                        r"quarantined (\d+), event dates (\S+), (\d+\.\d\d) s"
+                        r"( \(replayed: already committed\))?$", re.MULTILINE)
+
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):

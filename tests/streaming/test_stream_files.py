@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import re
 import shutil
 from collections import defaultdict
 
@@ -23,6 +22,7 @@ from shared_schemas.tables import (
 from streaming.query import StreamOptions, run_stream
 from streaming.sources import FileSource
 from tests import oracle
+from tests.streaming.conftest import BATCH_LINE
 
 
 def _table(spark, lake, spec):
@@ -75,10 +75,6 @@ def test_bronze_holds_every_line_once_and_quarantine_every_bad_line(spark, small
     assert quarantine.where(F.size("reasons") == 0).count() == 0
     raw = {(r["source_file"], r["source_line"]): bytes(r["payload"]) for r in bronze.collect()}
     assert all(raw[(r.path, r.line)] == r.payload for r in records)
-
-
-BATCH_LINE = re.compile(r"batch (\d+): read (\d+), upserted (\d+), duplicates/stale (\d+), "
-                        r"quarantined (\d+), event dates (\S+), (\d+\.\d\d) s$")
 
 
 def test_one_line_per_micro_batch_with_counts(spark, streamed):

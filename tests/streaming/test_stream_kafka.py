@@ -16,7 +16,7 @@ from streaming.produce import produce
 from streaming.query import StreamOptions, run_stream
 from streaming.sources import KafkaSource
 from tests import oracle
-from tests.streaming.conftest import check_exactly_once
+from tests.streaming.conftest import BATCH_LINE, check_exactly_once
 
 pytestmark = pytest.mark.kafka
 
@@ -40,7 +40,7 @@ def test_kafka_stream_equals_the_truth_and_keeps_coordinates(spark, kafka_broker
     assert bronze.count() == len(records)
     assert bronze.select("kafka_partition", "kafka_offset").distinct().count() == len(records)
     assert bronze.where(F.col("headers").isNotNull() & (F.size("headers") > 0)).count() > 0
-    reads = [int(line.split("read ", 1)[1].split(",", 1)[0])
+    reads = [int(BATCH_LINE.match(line.rstrip()).group(2))
              for line in lines if line.startswith("batch ")]
     assert len(reads) >= 2 and max(reads) <= 200, reads  # at most max_offsets_per_trigger
     quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
