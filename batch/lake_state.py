@@ -8,7 +8,8 @@ snapshot and file-listing jobs; the same read here takes milliseconds. These rea
 (`deltalake`) instead, and polars where rows of a table with deletion vectors are read
 (`scan`), touching only Delta logs, file statistics and a few small columns: table versions and
 row counts, the newest rows of the batch log, the UTC days silver's change data feed says
-changed, the rollup cursor, and the gold days computed from a newer silver version.
+changed, the rollup cursor, the gold days computed from a newer silver version, and the days
+a date-partitioned table holds.
 
 Lake roots are local folders or object-store URLs (`s3a://` is read as `s3://`; the endpoint
 and region from the same `GRIDLAKE_S3_*` variables as the Spark session, credentials from the
@@ -175,11 +176,11 @@ def changed_days(root: str, first_version: int, last_version: int) -> list[dt.da
     log.warning("silver's change data and commits for %s are partly gone (vacuumed, cleaned "
                 "up): every day silver or the device rollups hold counts as changed", span)
     # Gold's days too: a day whose readings were all deleted is in gold only.
-    return sorted(_days_held(root, silver_readings()) | _days_held(
+    return sorted(days_held(root, silver_readings()) | days_held(
         root, gold_daily_device_rollups()))
 
 
-def _days_held(root: str, spec: TableSpec) -> set[dt.date]:
+def days_held(root: str, spec: TableSpec) -> set[dt.date]:
     """The values of a date-partitioned table's partition column, from its files' entries in
     the Delta log (none when the table does not exist)."""
     import pyarrow as pa

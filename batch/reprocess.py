@@ -85,7 +85,14 @@ class ReprocessResult:
     versions: dict[str, int | None] = field(default_factory=dict)
     rollup: RollupResult | None = None
 
+    def nothing_sentence(self) -> str:
+        """What a run that found no record in its range says (it wrote nothing)."""
+        return (f"bronze holds no record with an event date from {self.start} to {self.end}: "
+                "nothing to reprocess")
+
     def lines(self) -> list[str]:
+        if not self.records:
+            return [f"reprocess {self.run_id}: {self.nothing_sentence()}"]
         out = [f"reprocess {self.run_id}: event dates {self.start}..{self.end}: "
                f"{self.records} bronze record(s), {self.valid} valid, "
                f"{self.records - self.valid} invalid",
@@ -208,7 +215,8 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
     Parameters:
         start, end: the event dates (UTC) to rebuild, both included.
         contract: the rules to apply (default: the current contract).
-    Raises BadArgumentError when `start` is after `end`.
+    Raises BadArgumentError when `start` is after `end`. When bronze (as of the run's
+    snapshot) holds no record of those dates, nothing is written and `records` is 0.
     """
     dates = day_range(start, end)
     run_id = f"reprocess-{uuid.uuid4().hex[:12]}"
@@ -227,6 +235,9 @@ def reprocess(spark, lake: Lake, start: dt.date, end: dt.date,
         counts = validated.agg(F.count(F.lit(1)).alias("n"),
                                F.count(F.when(F.size("reasons") == 0, 1)).alias("valid")).first()
         result.records, result.valid = counts["n"], counts["valid"]
+        if not result.records:
+            # Nothing to rebuild from: silver's dates are left as they are, never emptied.
+            return result
         candidates = validated.transform(silver_rows(contract, at))
         rows = candidates.transform(latest_per_key(contract.key, contract.order_by))
         guarded_write(lambda: replace_dates(rows, silver_path, "event_date", dates, run_id,

@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from batch.reprocess import reprocess
     from batch.rollups import day_range
+    from gridlake.errors import BadArgumentError
     from gridlake.lake import ensure_tables, open_lake
     from gridlake.session import spark_session
 
@@ -36,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     spark = spark_session(app_name="gridlake-reprocess")
     lake = open_lake(args.lake, spark=spark)
     ensure_tables(spark, lake)
-    for line in reprocess(spark, lake, args.start, args.end).lines():
+    result = reprocess(spark, lake, args.start, args.end)
+    if not result.records:
+        raise BadArgumentError(result.nothing_sentence())
+    for line in result.lines():
         print(line)
     return 0

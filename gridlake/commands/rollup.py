@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.rollups import day_range, rollup_changed, rollup_range
+    from batch.rollups import day_range, require_data, rollup_changed, rollup_range
     from gridlake.errors import BadArgumentError
     from gridlake.lake import ensure_tables, open_lake
     from gridlake.session import spark_session
@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     spark = spark_session(app_name="gridlake-rollup")
     lake = open_lake(args.lake, spark=spark)
     ensure_tables(spark, lake)
+    if not args.changed:
+        require_data(lake.root, args.start, args.end)
     result = (rollup_changed(spark, lake) if args.changed
               else rollup_range(spark, lake, args.start, args.end))
     print(result.line())

@@ -186,3 +186,44 @@ def test_a_batch_still_being_written_quarantines_its_own_records(spark, lake, tm
     # Once the batch is logged, a reprocess treats its records as its own again.
     reprocess(spark, lake, A, A)
     assert table(spark, lake, "quarantine/telemetry").count() == 1
+
+
+def test_a_range_with_no_data_is_refused_in_one_sentence_and_writes_nothing(
+        spark, lake, cli, tmp_path):
+    """`rollup --from/--to` and `reprocess` over days the lake holds nothing of (a mistyped
+    year, say) exit 1 naming what the lake does hold, and commit nothing; a day next to the
+    data still rolls up, since its site-local days reach into the data's last day."""
+    paths = ("bronze/telemetry", "quarantine/telemetry", "silver/readings", "_gridlake/batches",
+             "gold/daily_device_rollups", "gold/daily_site_rollups")
+
+    def refused(command: str, start: dt.date, end: dt.date) -> str:
+        before = {path: versions(spark, lake, path) for path in paths}
+        status, out, err = cli(command, "--lake", lake.root, "--from", start, "--to", end)
+        assert (status, out, err.count("\n")) == (1, "", 1), (command, start, out, err)
+        assert {path: versions(spark, lake, path) for path in paths} == before, command
+        return err
+
+    day = dt.date(2026, 11, 10)
+    assert "silver holds no readings yet" in refused("rollup", day, day)
+    records = [X.event("D1", "S1", "meter", f"2026-11-{d}T12:00:00Z", d, 500.0)
+               for d in (10, 11)]
+    report = tmp_path / "r.jsonl"
+    report.write_bytes(b"".join(X.dumps(r) + b"\n" for r in records))
+    backfill(spark, lake, [report], progress=False)
+    dates = sorted(dt.date.fromisoformat(r["data"]["ts"][:10]) for r in records)
+    first, last = dates[0], dates[-1]
+
+    beyond = last + dt.timedelta(days=2)  # its site-local days cannot reach `last`
+    err = refused("rollup", beyond, beyond + dt.timedelta(days=7))
+    assert err == (f"gridlake rollup: nothing to roll up from {beyond} to "
+                   f"{beyond + dt.timedelta(days=7)}: silver holds no reading of those days "
+                   f"(nor of the day either side) and gold no rollup of them; silver's event "
+                   f"dates run from {first} to {last}\n")
+    after = last + dt.timedelta(days=1)
+    for start in (beyond, after):
+        assert refused("reprocess", start, start) == (
+            f"gridlake reprocess: bronze holds no record with an event date from {start} to "
+            f"{start}: nothing to reprocess\n")
+
+    status, out, _ = cli("rollup", "--lake", lake.root, "--from", after, "--to", after)
+    assert status == 0 and f"UTC day(s) ({after})" in out, out
