@@ -424,20 +424,24 @@ def require_data(root: str, start: dt.date, end: dt.date) -> None:
     """Refuse a range (`start` <= `end`) that neither silver nor gold holds anything of (most
     often a mistyped date): a rollup of it would only write empty commits.
 
-    Silver counts a day beyond each end too, since the site-local days of the range reach into
-    them. Reads the Delta logs only (`lake_state.days_held`), so it costs no Spark job.
-    Raises BadArgumentError naming the event dates silver does hold.
+    What a rollup of the range touches (`recompute`): the device rollups of its UTC days; the
+    site rollups of the local days overlapping it in any site's zone, a day either side
+    (`local_days_overlapping`); and silver's readings of those local days, one day further
+    (`utc_dates_of`). Reads the Delta logs only (`lake_state.days_held`), so it costs no
+    Spark job. Raises BadArgumentError naming the event dates silver does hold.
     """
     silver = lake_state.days_held(root, silver_readings())
-    gold = (lake_state.days_held(root, gold_daily_device_rollups())
-            | lake_state.days_held(root, gold_daily_site_rollups()))
-    if any((start - day).days <= 1 and (day - end).days <= 1 for day in silver | gold):
+    touched = ((silver, 2),
+               (lake_state.days_held(root, gold_daily_device_rollups()), 0),
+               (lake_state.days_held(root, gold_daily_site_rollups()), 1))
+    if any((start - day).days <= days_out and (day - end).days <= days_out
+           for days, days_out in touched for day in days):
         return
     held = (f"silver's event dates run from {min(silver)} to {max(silver)}" if silver
             else "silver holds no readings yet")
     raise BadArgumentError(
-        f"nothing to roll up from {start} to {end}: silver holds no reading of those days (nor "
-        f"of the day either side) and gold no rollup of them; {held}")
+        f"nothing to roll up from {start} to {end}: silver holds no reading of those days or "
+        f"the two either side, and gold no rollup of them; {held}")
 
 
 def rollup_range(spark, lake: Lake, start: dt.date, end: dt.date,

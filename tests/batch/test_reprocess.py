@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
 import pytest
 from pyspark.sql import functions as F
@@ -15,7 +16,14 @@ from batch.sites import load_sites
 from shared_schemas import CURRENT
 from tests import oracle
 from tests.batch import expected as X
-from tests.batch.conftest import rows_by, silver_winners, table, versions, winners
+from tests.batch.conftest import (
+    rows_by,
+    silver_winners,
+    stream_batches,
+    table,
+    versions,
+    winners,
+)
 
 A, B = dt.date(2026, 11, 10), dt.date(2026, 11, 11)
 ZONES = {"S1": "Europe/Berlin"}
@@ -191,8 +199,9 @@ def test_a_batch_still_being_written_quarantines_its_own_records(spark, lake, tm
 def test_a_range_with_no_data_is_refused_in_one_sentence_and_writes_nothing(
         spark, lake, cli, tmp_path):
     """`rollup --from/--to` and `reprocess` over days the lake holds nothing of (a mistyped
-    year, say) exit 1 naming what the lake does hold, and commit nothing; a day next to the
-    data still rolls up, since its site-local days reach into the data's last day."""
+    year, say) exit 1 naming what the lake does hold, and commit nothing. A rollup two days
+    past streamed data (no rollup yet) still runs, and must: with sites east and west of UTC,
+    it computes an eastern site-local day that holds the data's last reading."""
     paths = ("bronze/telemetry", "quarantine/telemetry", "silver/readings", "_gridlake/batches",
              "gold/daily_device_rollups", "gold/daily_site_rollups")
 
@@ -205,25 +214,33 @@ def test_a_range_with_no_data_is_refused_in_one_sentence_and_writes_nothing(
 
     day = dt.date(2026, 11, 10)
     assert "silver holds no readings yet" in refused("rollup", day, day)
-    records = [X.event("D1", "S1", "meter", f"2026-11-{d}T12:00:00Z", d, 500.0)
-               for d in (10, 11)]
+    zones = {"S1": "Asia/Tokyo", "S2": "America/Los_Angeles"}
+    registry = tmp_path / "sites.csv"
+    registry.write_text("site_id,timezone\n" + "".join(f"{s},{z}\n" for s, z in zones.items()))
+    load_sites(spark, lake, registry)
+    records = [X.event("D1", "S1", "meter", ts, seq, 500.0)
+               for seq, ts in enumerate(("2026-11-10T12:00:00Z", "2026-11-11T18:00:00Z"), 1)]
     report = tmp_path / "r.jsonl"
     report.write_bytes(b"".join(X.dumps(r) + b"\n" for r in records))
-    backfill(spark, lake, [report], progress=False)
-    dates = sorted(dt.date.fromisoformat(r["data"]["ts"][:10]) for r in records)
-    first, last = dates[0], dates[-1]
+    stream_batches(spark, lake, [[report]])  # as the stream writes: no rollup
+    instants = sorted(dt.datetime.fromisoformat(r["data"]["ts"]) for r in records)
+    first, last = instants[0].date(), instants[-1].date()
+    tokyo_day = instants[-1].astimezone(ZoneInfo(zones["S1"])).date()
+    assert tokyo_day == last + dt.timedelta(days=1)
 
-    beyond = last + dt.timedelta(days=2)  # its site-local days cannot reach `last`
+    reach = last + dt.timedelta(days=2)
+    beyond = reach + dt.timedelta(days=1)
     err = refused("rollup", beyond, beyond + dt.timedelta(days=7))
     assert err == (f"gridlake rollup: nothing to roll up from {beyond} to "
-                   f"{beyond + dt.timedelta(days=7)}: silver holds no reading of those days "
-                   f"(nor of the day either side) and gold no rollup of them; silver's event "
-                   f"dates run from {first} to {last}\n")
-    after = last + dt.timedelta(days=1)
-    for start in (beyond, after):
+                   f"{beyond + dt.timedelta(days=7)}: silver holds no reading of those days or "
+                   f"the two either side, and gold no rollup of them; silver's event dates run "
+                   f"from {first} to {last}\n")
+    for start in (last + dt.timedelta(days=1), beyond):
         assert refused("reprocess", start, start) == (
             f"gridlake reprocess: bronze holds no record with an event date from {start} to "
             f"{start}: nothing to reprocess\n")
 
-    status, out, _ = cli("rollup", "--lake", lake.root, "--from", after, "--to", after)
-    assert status == 0 and f"UTC day(s) ({after})" in out, out
+    status, out, _ = cli("rollup", "--lake", lake.root, "--from", reach, "--to", reach)
+    assert status == 0 and f"UTC day(s) ({reach})" in out, out
+    sites = rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day")
+    assert [(key, row["samples"]) for key, row in sites.items()] == [(("S1", tokyo_day), 1)]

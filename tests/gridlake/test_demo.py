@@ -71,13 +71,12 @@ def test_demo_streams_backfills_and_prints_the_fleets_energy_and_a_rerun_changes
 
     # One line per micro-batch; together they read every streamed record once and
     # quarantined every invalid one.
-    found = BATCH_LINE.findall(first)
+    found = list(BATCH_LINE.finditer(first))
     assert len(found) == len(ANY_BATCH_LINE.findall(first)) >= 2, first[-3000:]
-    assert not any(found_line[7] for found_line in found), first[-3000:]
-    batches = [tuple(map(int, found_line[:5])) for found_line in found]
-    assert [b[0] for b in batches] == list(range(len(batches)))
-    assert sum(b[1] for b in batches) == len(stream)
-    assert sum(b[4] for b in batches) == len(stream_invalid)
+    assert not any(m["replayed"] for m in found), first[-3000:]
+    assert [int(m["batch"]) for m in found] == list(range(len(found)))
+    assert sum(int(m["read"]) for m in found) == len(stream)
+    assert sum(int(m["quarantined"]) for m in found) == len(stream_invalid)
     assert f"records: {len(late)} read" in first
     check_tables(str(lake), fleet)
     _check_energy_table(first, truth)

@@ -22,9 +22,11 @@ from tests import oracle
 
 # The line `gridlake stream` prints per micro-batch (`BatchResult.line`): batch id, read,
 # upserted, duplicates/stale, quarantined, event dates, seconds, and a replay's suffix.
-BATCH_LINE = re.compile(r"^batch (\d+): read (\d+), upserted (\d+), duplicates/stale (\d+), "
-                        r"quarantined (\d+), event dates (\S+), (\d+\.\d\d) s"
-                        r"( \(replayed: already committed\))?$", re.MULTILINE)
+BATCH_LINE = re.compile(r"^batch (?P<batch>\d+): read (?P<read>\d+), "
+                        r"upserted (?P<upserted>\d+), duplicates/stale (?P<stale>\d+), "
+                        r"quarantined (?P<quarantined>\d+), event dates (?P<dates>\S+), "
+                        r"(?P<seconds>\d+\.\d\d) s(?P<replayed> \(replayed: already committed\))?$",
+                        re.MULTILINE)
 
 
 @pytest.fixture(scope="session")

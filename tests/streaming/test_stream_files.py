@@ -91,7 +91,8 @@ def test_one_line_per_micro_batch_with_counts(spark, streamed):
     for line in batches:
         found = BATCH_LINE.match(line.rstrip())
         assert found, line
-        batch_id, read, upserted, dup_or_stale, bad = map(int, found.groups()[:5])
+        batch_id, read, upserted, dup_or_stale, bad = map(int, found.group(
+            "batch", "read", "upserted", "stale", "quarantined"))
         records = list(oracle.read_records(files_of[batch_id]))
         winners, invalid = oracle.silver_truth(records)
         changed = {k: e for k, e in winners.items()

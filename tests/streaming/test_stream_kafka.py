@@ -40,8 +40,9 @@ def test_kafka_stream_equals_the_truth_and_keeps_coordinates(spark, kafka_broker
     assert bronze.count() == len(records)
     assert bronze.select("kafka_partition", "kafka_offset").distinct().count() == len(records)
     assert bronze.where(F.col("headers").isNotNull() & (F.size("headers") > 0)).count() > 0
-    reads = [int(BATCH_LINE.match(line.rstrip()).group(2))
-             for line in lines if line.startswith("batch ")]
+    found = [BATCH_LINE.match(line.rstrip()) for line in lines if line.startswith("batch ")]
+    assert all(found), lines
+    reads = [int(m["read"]) for m in found]
     assert len(reads) >= 2 and max(reads) <= 200, reads  # at most max_offsets_per_trigger
     quarantine = spark.read.format("delta").load(lake.path(quarantine_telemetry()))
     assert quarantine.count() == len(invalid)
