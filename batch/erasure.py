@@ -5,9 +5,14 @@ from a list kept here: a table with a `device_id` column loses that device's row
 with raw payloads (bronze, quarantine) loses every record whose parsed `data.device_id` or
 Kafka key is the device, or whose payload (or a header) names it as a whole token when it
 has no well-formed device id of its own (records too broken to parse). In every other row,
-string values naming the device as a token (a late report's file name in `record_id`,
-`source_file`, the backfill bookkeeping's `path`, a batch's `source`) are redacted to
+values naming the device as a token in the columns built from file names or quoting other
+rows (`MENTION_COLUMNS`: a late report's file name in `record_id`, `source_file`, the backfill
+bookkeeping's `path`, a batch's `source`, a quality failure's examples) are redacted to
 `[erased]` in place, so lineage still joins and a late report is still known as loaded.
+
+Only a device the lake knows is erased: some record must have the id as its own (a
+`device_id`, a raw payload's device id or a Kafka key). A value that only appears inside other
+values (a site id, a status, part of a date) names no device, and erases and redacts nothing.
 
 How nothing is left behind:
 - Every write is a MERGE against a small source DataFrame (the device id or the matched
@@ -69,8 +74,12 @@ from shared_schemas.tables import (
 
 REDACTED = "[erased]"
 NOW, RETENTION = "now", "retention"
-# Columns holding ids of other things, never redacted (another device's id stays whole).
-ID_COLUMNS = ("device_id", "site_id")
+# The string columns where a row that is not the device's can still name it in passing: paths
+# and record ids built from a late report's file name, and quality failures quoting rows.
+# Every other string column (another device's id or source, statuses, types, times, run ids)
+# is never rewritten: a token there is a coincidence, not a mention.
+MENTION_COLUMNS = ("record_id", "winner_record_id", "source_file", "path", "source",
+                   "observed_value", "unexpected_examples")
 DEFAULT_RETENTION = dt.timedelta(days=7)  # Delta's delta.deletedFileRetentionDuration default
 _RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 _UNITS = {"week": 7 * 86400, "day": 86400, "hour": 3600, "minute": 60, "second": 1,
@@ -139,8 +148,9 @@ class Certificate:
 
     def lines(self) -> list[str]:
         shown = json.dumps(self.device_id, ensure_ascii=True)
-        if not self.erased_anything:
-            return [f"forget {self.erasure_id}: no table holds device {shown}; nothing erased"]
+        if not (self.erased_anything or self.files_removed or self.verification):
+            return [f"forget {self.erasure_id}: no record has {shown} as its device id (nor "
+                    "a payload's device id or a Kafka key); nothing erased"]
         out = [f"forget {self.erasure_id}: device {shown}: {self.rows_removed} row(s) removed, "
                f"{self.rows_redacted} redacted, {self.files_removed} file(s) vacuumed"]
         for path, t in self.tables.items():
@@ -156,7 +166,7 @@ class Certificate:
             residue = self.verification.get("residual_files") or []
             out.append(f"byte scan: {self.verification['files_scanned']} file(s) scanned, "
                        + (f"{len(residue)} still hold the device id: {', '.join(residue)}"
-                          if residue else "no file holds the device id"))
+                          if residue else "no file holds the device id's bytes as stored"))
         return out
 
 
@@ -199,35 +209,63 @@ def raw_device_id() -> Column:
     return F.coalesce(string_at("$.data.device_id"), string_at("$.device_id"))
 
 
-def holds_device(columns: Iterable[str], device: Column, pattern: Column) -> Column | None:
-    """Whether a row of a table with `columns` belongs to the device; None if it cannot hold one.
-
-    `device` and `pattern` (from `token_pattern`) are Columns so the values stay data.
-    """
-    columns = set(columns)
-    checks: list[Column] = []
-    if "device_id" in columns:
-        checks.append(F.col("device_id") == device)
-    if "payload" in columns:
-        parsed = raw_device_id()
-        well_formed = F.coalesce(parsed.rlike(ID_PATTERN), F.lit(False))
-        checks.append(parsed == device)
-        checks.append(~well_formed & F.regexp(F.col("payload").cast("string"), pattern))
-    if "kafka_key" in columns:
-        checks.append(F.col("kafka_key").cast("string") == device)
-    if "headers" in columns:
-        checks.append(~F.coalesce(raw_device_id().rlike(ID_PATTERN), F.lit(False))
-                      & F.exists("headers", lambda h: F.regexp(h["value"].cast("string"),
-                                                               pattern)))
+def _any(checks: list[Column]) -> Column | None:
+    """True where any of `checks` is (a null check counts as false); None for no checks."""
     if not checks:
         return None
     return reduce(lambda a, b: a | b, [F.coalesce(c, F.lit(False)) for c in checks])
 
 
+def is_device(columns: Iterable[str], device: Column) -> Column | None:
+    """Whether a row of a table with `columns` has `device` as its own id (its `device_id`,
+    its raw payload's device id, or its Kafka key); None if the table has no such column."""
+    columns = set(columns)
+    checks: list[Column] = []
+    if "device_id" in columns:
+        checks.append(F.col("device_id") == device)
+    if "payload" in columns:
+        checks.append(raw_device_id() == device)
+    if "kafka_key" in columns:
+        checks.append(F.col("kafka_key").cast("string") == device)
+    return _any(checks)
+
+
+def holds_device(columns: Iterable[str], device: Column, pattern: Column) -> Column | None:
+    """Whether a row of a table with `columns` belongs to the device; None if it cannot hold one:
+    it has the device's id (`is_device`), or it is a raw record with no well-formed device id
+    whose payload or a header names the device as a token.
+
+    `device` and `pattern` (from `token_pattern`) are Columns so the values stay data.
+    """
+    columns = set(columns)
+    checks = [c for c in (is_device(columns, device),) if c is not None]
+    if "payload" in columns:
+        well_formed = F.coalesce(raw_device_id().rlike(ID_PATTERN), F.lit(False))
+        checks.append(~well_formed & F.regexp(F.col("payload").cast("string"), pattern))
+    if "headers" in columns:
+        checks.append(~F.coalesce(raw_device_id().rlike(ID_PATTERN), F.lit(False))
+                      & F.exists("headers", lambda h: F.regexp(h["value"].cast("string"),
+                                                               pattern)))
+    return _any(checks)
+
+
+def with_whole_files(records: DataFrame, matched: DataFrame) -> DataFrame:
+    """`matched` raw records, and the whole-file record of each damaged file they were read
+    from (a file that could not be read to the end is kept as one more record, its content as
+    received, no line number): its content holds the device's lines, compressed or cut where
+    no token search reaches. Tables without source coordinates: `matched` as it is."""
+    if not {"source_file", "source_line"} <= set(records.columns):
+        return matched
+    files = matched.where(F.col("source_file").isNotNull()).select("source_file").distinct()
+    whole = (records.where(F.col("source_line").isNull() & F.col("source_file").isNotNull())
+             .join(files, "source_file", "left_semi"))
+    return matched.unionByName(whole).distinct()
+
+
 def redactable_columns(schema: T.StructType) -> list[str]:
-    """String columns whose values may name the device in passing (paths, sources, ids)."""
+    """The table's `MENTION_COLUMNS`: where other rows may name the device in passing."""
     return [f.name for f in schema.fields
-            if isinstance(f.dataType, T.StringType) and f.name not in ID_COLUMNS]
+            if isinstance(f.dataType, T.StringType) and f.name in MENTION_COLUMNS]
 
 
 def names_device(columns: Iterable[str], pattern: Column, prefix: str = "") -> Column | None:
@@ -482,6 +520,28 @@ def drop_erased(spark, lake: Lake, records: DataFrame, run_id: str,
 
 # -- the erasure ------------------------------------------------------------------------------
 
+def _known_device(spark, tables: list[tuple[TableSpec, str]], device: Column) -> bool:
+    """Whether any record of `tables` has `device` as its own id (`is_device`); the tables
+    with a `device_id` column are asked first, raw payloads (parsed per row) last."""
+    for _, path in sorted(tables, key=lambda table: "payload" in table[0].column_names):
+        current = spark.read.format("delta").load(path)
+        own = is_device(current.columns, device)
+        if own is not None and current.where(own).limit(1).count():
+            return True
+    return False
+
+
+def _pending_erasure(spark, lake: Lake, device: str) -> bool:
+    """Whether an earlier erasure of `device` left its old files for the retention period."""
+    from delta.tables import DeltaTable
+
+    path = lake.path(erasure_log())
+    return DeltaTable.isDeltaTable(spark, path) and bool(spark.read.format("delta").load(path)
+                .where((F.col("device_id") == F.lit(device))
+                       & F.col("pending_vacuum_after").isNotNull())
+                .limit(1).count())
+
+
 def forget(spark, lake: Lake, device: str, now: bool = False,
            contract: Contract = CURRENT) -> Certificate:
     """Erase `device` from every table of the lake and return (and store) its certificate.
@@ -490,7 +550,10 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
         device: the device id, taken as a value (quotes or `OR 1=1` simply match nothing).
         now: vacuum at zero retention at once (loses time travel to earlier versions);
             by default old files are left for the tables' retention period.
-    An id no table holds erases nothing; the certificate then says so (and no vacuum runs).
+    An id that no record has as its own (`is_device`) erases nothing; the certificate then
+    says so. With `now`, a device erased earlier with the default retention has its old files
+    vacuumed and scanned for, even though no table holds it any more: that is how a pending
+    erasure is finished.
     """
     from delta.tables import DeltaTable
 
@@ -508,18 +571,19 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
     written: list[tuple[TableSpec, str]] = []
     retention = dt.timedelta(0)
     with_vectors: set[str] = set()  # tables whose deletes leave deletion vectors to purge
+    known = _known_device(spark, tables, literal)
+    pending = now and _pending_erasure(spark, lake, device)
 
-    for spec, path in tables:
+    for spec, path in tables if known else []:
         current = spark.read.format("delta").load(path)
         belongs = holds_device(current.columns, literal, pattern)
         belongs = F.lit(False) if belongs is None else belongs
-        matched = current.where(belongs)
+        matched = with_whole_files(current, current.where(belongs))
         redactable = redactable_columns(current.schema)
         names = names_device(redactable, pattern)
         names = F.lit(False) if names is None else names
-        found = current.agg(F.count(F.when(belongs, 1)).alias("delete"),
-                            F.count(F.when(~belongs & names, 1)).alias("redact")).first()
-        to_delete, to_redact = found["delete"], found["redact"]
+        to_redact = current.where(~belongs & names).count()
+        to_delete = matched.count()
         record = certificate.tables.setdefault(spec.path, TableErasure())
         if not (to_delete or to_redact):
             continue
@@ -549,6 +613,7 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
                 if version is not None:
                     certificate.tables.setdefault(spec_path, TableErasure()
                                                   ).versions_written.append(version)
+    if certificate.erased_anything or pending:
         # With --now every table is vacuumed: old files of untouched tables (a gold day
         # recomputed last week) may still hold the device.
         for spec, path in (tables if now else written):
@@ -562,7 +627,7 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
                           if t.rows_removed or t.rows_redacted or t.versions_written
                           or t.files_removed}
 
-    if now and certificate.erased_anything and "://" not in lake.root:
+    if now and (certificate.erased_anything or pending) and "://" not in lake.root:
         scanned, residue = scan_for(lake.root, [device.encode("utf-8")],
                                     skip=[lake.path(audit)])
         certificate.verification = {"files_scanned": scanned, "residual_files": residue}
