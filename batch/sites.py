@@ -62,6 +62,9 @@ def parse_sites(text: str, source: str, contract: Contract = CURRENT) -> list[di
         rows.append({"site_id": site_id, "timezone": zone,
                      "latitude": _float_or_none(record.get("latitude"), f"{where}: latitude"),
                      "longitude": _float_or_none(record.get("longitude"), f"{where}: longitude")})
+    if not rows:
+        # A load replaces the registry: an empty file would drop every site's rollups.
+        raise BadArgumentError(f"{source} lists no site; a registry needs one row per site")
     return rows
 
 
@@ -69,7 +72,12 @@ def load_sites(spark, lake: Lake, path: Path, contract: Contract = CURRENT) -> i
     """Replace `reference/sites` with the registry in `path`; returns the number of sites."""
     if not path.is_file():
         raise BadArgumentError(f"site registry {str(path)!r} does not exist or is not a file")
-    rows = parse_sites(path.read_text(encoding="utf-8-sig"), str(path), contract)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BadArgumentError(f"site registry {str(path)!r} is not UTF-8 text (byte "
+                               f"{error.start}); save the CSV as UTF-8") from None
+    rows = parse_sites(text, str(path), contract)
     spec = reference_sites()
     loaded_at = dt.datetime.now(dt.UTC)
     frame = spark.createDataFrame(

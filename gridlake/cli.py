@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from gridlake.commands._args import missing_lake
 from gridlake.errors import GridlakeError
 
 # Order here is the order `gridlake --help` lists them.
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if missing := missing_lake(args):
+        parser.error(f"{args.command}: {missing}")
     try:
         result = args.func(args)
     except GridlakeError as exc:

@@ -203,8 +203,9 @@ def parse_timestamp(text: str) -> dt.datetime:
 def parse_source(text: str, spark=None) -> SourceRange:
     """`kafka:TOPIC:PARTITION:FROM-TO` (offsets included) or a file path, as a SourceRange.
 
-    A file is matched under every name the readers give it: as typed, absolute, and as
-    `file_lines` spells it (the file URI without `file:`), so a removed file is still found.
+    A file is matched under every name the readers give it: as typed, absolute, with its
+    symbolic links resolved (as the stream records a landing folder), and as `file_lines`
+    spells it (the file URI without `file:`), so a removed file is still found.
     """
     text = (text or "").strip()
     if text.startswith("kafka:"):
@@ -222,7 +223,7 @@ def parse_source(text: str, spark=None) -> SourceRange:
     names = [text]
     local = re.sub(r"^file:(//)?", "", text)
     if "://" not in local:
-        names.append(os.path.abspath(local))
+        names += [os.path.abspath(local), os.path.realpath(local)]
         if spark is not None:
             names.append(re.sub(r"^file:(//)?", "", file_uri(spark, os.path.abspath(local))))
     return SourceRange(text, files=tuple(dict.fromkeys(names)))
@@ -407,6 +408,10 @@ def source_impact(spark, lake: Lake, source: SourceRange,
     where = source.predicate()
     result = Impact(source=source.text)
     result.bronze_records = _read(spark, lake, bronze_telemetry()).where(where).count()
+    if not result.bronze_records:
+        # Every record read is in bronze: none means a mistyped path or range, not "no effect".
+        raise NoDataError(f"bronze holds no record read from {source.text!r}"
+                          + (f" (looked for {', '.join(source.files)})" if source.files else ""))
     statuses = (_read(spark, lake, quarantine_telemetry()).where(where)
                 .groupBy("status").agg(F.countDistinct("record_id").alias("n")).collect())
     result.quarantine_by_status = {r["status"]: r["n"] for r in statuses}

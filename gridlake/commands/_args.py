@@ -57,10 +57,33 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_lake_argument(parser: argparse.ArgumentParser) -> None:
-    """`--lake DIR`, required unless the environment names the lake (LAKE_VARIABLE)."""
+def lake_root(text: str) -> str:
+    """A lake root as given: a folder or URL, never empty (an unset shell variable)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the lake is empty (an unset shell variable?); give its folder or s3a:// URL")
+    return text
+
+
+def add_lake_argument(parser: argparse.ArgumentParser,
+                      *actions: argparse.ArgumentParser) -> None:
+    """`--lake DIR`, required unless the environment names the lake (LAKE_VARIABLE).
+
+    A command with actions (`quarantine list`) takes it after the action too: `actions` are
+    their parsers. Whether it was given anywhere is checked by `missing_lake`.
+    """
     default = os.environ.get(LAKE_VARIABLE) or None
-    parser.add_argument(
-        "--lake", required=default is None, default=default, metavar="DIR",
-        help=f"the lake root (a folder or s3a:// URL); default ${LAKE_VARIABLE} when set",
-    )
+    text = f"the lake root (a folder or s3a:// URL); default ${LAKE_VARIABLE} when set"
+    parser.add_argument("--lake", type=lake_root, required=default is None and not actions,
+                        default=default, metavar="DIR", help=text)
+    for action in actions:
+        # SUPPRESS: an action that is not given --lake keeps the value parsed before it.
+        action.add_argument("--lake", type=lake_root, default=argparse.SUPPRESS, metavar="DIR",
+                            help=text)
+
+
+def missing_lake(args: argparse.Namespace) -> str | None:
+    """The sentence for a command that takes `--lake` and got none (nor LAKE_VARIABLE)."""
+    if "lake" in vars(args) and args.lake is None:
+        return f"--lake is required (or set ${LAKE_VARIABLE})"
+    return None

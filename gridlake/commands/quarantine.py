@@ -21,7 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "those that now pass, marks them replayed (entries are never deleted) and "
                     "recomputes the rollups of the days they touch. Replaying twice changes "
                     "nothing.")
-    add_lake_argument(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="group quarantined records by reason code")
@@ -39,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     again.add_argument("--reason", metavar="CODE", help="only records that broke this rule")
     again.add_argument("--ids", nargs="+", metavar="ID", help="only these record ids")
     again.set_defaults(func=run_replay)
+    add_lake_argument(parser, listing, again)
 
 
 def _open(args: argparse.Namespace, app: str):

@@ -18,10 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sites", help="load the site registry that site rollups use for local days",
         description="Replace reference/sites with a sites.csv (site_id, timezone, latitude, "
                     "longitude); site rollups follow each site's local calendar day.")
-    add_lake_argument(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     load = actions.add_parser("load", help="replace the registry with FILE")
     load.add_argument("file", type=Path, metavar="FILE", help="a sites.csv")
+    add_lake_argument(parser, load)
     parser.set_defaults(func=run)
 
 

@@ -86,3 +86,44 @@ def test_the_lake_comes_from_gridlake_lake_when_lake_is_not_given(capsys, monkey
     monkeypatch.setenv("GRIDLAKE_LAKE", str(tmp_path))
     err = _one_sentence_error(capsys, ["rollup", "--from", "2026-11-02", "--to", "2026-11-01"])
     assert "2026-11-02" in err and "--lake" not in err
+
+
+def test_an_empty_lake_is_refused_rather_than_replaced_by_the_default(capsys, monkeypatch,
+                                                                       tmp_path):
+    # `--lake "$LAKE"` with LAKE unset must not fall back to $GRIDLAKE_LAKE or ./lake.
+    monkeypatch.setenv("GRIDLAKE_LAKE", str(tmp_path))
+    for argv in (["forget", "--lake", "", "--device", "D00001"],
+                 ["quarantine", "--lake", " ", "list"], ["quarantine", "list", "--lake", ""]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        assert "the lake is empty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["quarantine", "list"], ["quarantine", "replay"],
+                                     ["sites", "load", "sites.csv"]])
+def test_lake_may_follow_the_action(capsys, monkeypatch, tmp_path, command):
+    monkeypatch.delenv("GRIDLAKE_LAKE", raising=False)
+    lake = str(tmp_path / "given")
+    args = build_parser().parse_args([*command, "--lake", lake])
+    assert args.lake == lake
+    assert build_parser().parse_args([command[0], "--lake", lake, *command[1:]]).lake == lake
+    # Given nowhere (and no $GRIDLAKE_LAKE): a usage error naming --lake, before any work.
+    with pytest.raises(SystemExit) as exit_:
+        main(command)
+    assert exit_.value.code == 2
+    assert f"{command[0]}: --lake is required" in capsys.readouterr().err
+
+
+def test_a_site_registry_that_is_not_utf8_or_lists_no_site_is_refused(cli, tmp_path):
+    lake = tmp_path / "lake"
+    latin1 = tmp_path / "sites-latin1.csv"
+    latin1.write_bytes("site_id,timezone\nS0001,Europe/Zürich\n".encode("latin-1"))
+    header_only = tmp_path / "sites-empty.csv"
+    header_only.write_text("site_id,timezone\n", encoding="utf-8")
+    status, _, err = cli("sites", "load", latin1, "--lake", lake)
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert "is not UTF-8 text" in err and "Traceback" not in err
+    status, _, err = cli("sites", "--lake", lake, "load", header_only)
+    assert status == 1 and "lists no site" in err and len(err.strip().splitlines()) == 1

@@ -125,6 +125,15 @@ def test_a_hostile_device_id_is_a_value_with_no_data(traced, cli, device):
     assert "no data for device" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("source", ["nope.jsonl", "kafka:telemetry:0:1-3"])
+def test_the_impact_of_a_source_bronze_never_read_is_refused(traced, cli, source):
+    lake, records, _, _ = traced
+    assert not any(r.path.endswith("nope.jsonl") for r in records)  # files only, no Kafka
+    status, out, err = cli("lineage", "--lake", lake.root, "--impact", source)
+    assert (status, out) == (1, "")
+    assert "bronze holds no record read from" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("argv", [
     ["--impact", "kafka:telemetry:0:9-3"],
     ["--impact", "kafka:telemetry:zero:1-3"],
