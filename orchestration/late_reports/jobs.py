@@ -3,7 +3,9 @@
 The op calls `batch.late_reports.backfill`, the function the CLI calls. By default it loads
 only: the `silver_changes` sensor then sees the days the files changed in silver's change feed
 and requests exactly those rollup partitions, one run for many files. Set
-`recompute_rollups: true` to recompute them in the same run, as `gridlake backfill` does.
+`recompute_rollups: true` to recompute the event dates this run loaded in the same run (the
+rollup log records them under the job's name; `gridlake backfill` instead runs
+`rollup --changed`, whose cursor only the command line moves).
 
 Run config:
     ops:
@@ -45,6 +47,7 @@ def load_late_reports(context: OpExecutionContext, config: LateReportsConfig,
     from pathlib import Path
 
     from batch.late_reports import backfill, find_report_files, passed_over_sentence
+    from batch.rollups import recompute
     from batch.sites import load_sites
 
     find_report_files(config.paths)  # a bad path fails here, before Spark starts
@@ -54,7 +57,12 @@ def load_late_reports(context: OpExecutionContext, config: LateReportsConfig,
         count = load_sites(session, the_lake, Path(config.sites))
         context.log.info(f"sites: {count} loaded from {config.sites}")
     result = backfill(session, the_lake, config.paths, files_per_batch=config.files_per_batch,
-                      rollup=config.recompute_rollups, progress=False)
+                      rollup=False, progress=False)
+    loaded_days = sorted({d for b in result.batches for d in b.event_dates})
+    if config.recompute_rollups and loaded_days:
+        result.rollup = recompute(session, the_lake, loaded_days,
+                                  run_id=f"dagster-{context.run_id}", mode=JOB_NAME)
+        result.rollup_skipped = False
     for line in result.lines():
         context.log.info(line)
     for problem in result.damaged:

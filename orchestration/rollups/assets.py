@@ -22,6 +22,7 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     DailyPartitionsDefinition,
+    Failure,
     MaterializeResult,
     TimeWindow,
     define_asset_job,
@@ -68,6 +69,19 @@ def column_in(column: str, days: list[dt.date]):
     return F.col(column).isin(*days) if days else F.lit(False)
 
 
+def quality_failure(error) -> Failure:
+    """A rollup run's fail-level quality error (`RollupQualityError`) as the run's Failure: its
+    sentence, and per gold table the days left unpublished, for the UI instead of a traceback.
+    The other days of the range were written."""
+    result = error.result
+    metadata: dict[str, str] = {"gridlake_run_id": result.run_id}
+    for table, gate in result.quality.items():
+        name = table.rsplit("/", 1)[-1]
+        metadata[f"{name}: not published"] = _span(gate.fail_days)
+    metadata["silver_version"] = str(result.silver_version)
+    return Failure(description=str(error), metadata=metadata)
+
+
 def _check_results(asset: str, checks: tuple[TableCheck, ...], rows) -> list[AssetCheckResult]:
     results = []
     for table_check in checks:
@@ -102,15 +116,18 @@ def daily_rollups_asset(partitions_def: DailyPartitionsDefinition) -> AssetsDefi
     def daily_rollups(context: AssetExecutionContext, spark: SparkResource,
                       lake: LakeResource):
         from batch.delta_io import read_at
-        from batch.rollups import recompute
+        from batch.rollups import RollupQualityError, recompute
         from gridlake.lake import ensure_tables
 
         days = partition_days(context.partition_time_window)
         session = spark.session()
         the_lake = lake.open(session)
         ensure_tables(session, the_lake)
-        result = recompute(session, the_lake, days, run_id=f"dagster-{context.run_id}",
-                           mode=DAGSTER_MODE)
+        try:
+            result = recompute(session, the_lake, days, run_id=f"dagster-{context.run_id}",
+                               mode=DAGSTER_MODE)
+        except RollupQualityError as error:
+            raise quality_failure(error) from error
         context.log.info(result.line())
 
         written_by_table = {

@@ -15,7 +15,7 @@ from dagster import (
 from pyspark.sql import functions as F
 
 from tests.batch import expected as X
-from tests.orchestration.conftest import FLEET_DAYS, gold_by_key, gold_rows
+from tests.orchestration.conftest import FLEET_DAYS, gold_by_key, gold_rows, rollup_assets
 
 
 def test_rollups_materialize_a_partition_range_in_one_run_equal_to_the_oracle(
@@ -69,6 +69,27 @@ def test_rollup_checks_fail_on_bad_rows_and_name_the_day(spark):
     assert not any(o.passed for o in outcomes.values())
     good = rows.where((F.col("device_id") == "D1") & (F.col("day") == dt.date(2026, 11, 3)))
     assert all(c.evaluate(good).passed for c in device_rollup_checks())
+
+
+def test_a_day_the_quality_gate_withholds_fails_the_run_with_a_sentence_not_a_traceback(
+        spark, lake_copy, resources):
+    lake = lake_copy()
+    day = dt.date.fromisoformat(FLEET_DAYS[0])
+    silver = spark.read.format("delta").load(lake.path("silver/readings"))
+    # A reading no rule let through (state of charge 150%), written behind the stream's back:
+    # its day's device rollup breaks a fail-level expectation and is not published.
+    noon = dt.datetime.combine(day, dt.time(12, 7))
+    (silver.limit(1).withColumn("device_id", F.lit("D-hot")).withColumn("ts", F.lit(noon))
+     .withColumn("event_date", F.lit(day)).withColumn("soc_pct", F.lit(150.0))
+     .write.format("delta").mode("append").save(lake.path("silver/readings")))
+    result = materialize(rollup_assets(), resources=resources(lake), partition_key=day.isoformat(),
+                         selection=["daily_device_rollups", "daily_site_rollups"],
+                         raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("daily_rollups").user_failure_data
+    assert "did not publish gold/daily_device_rollups" in failure.description
+    assert "max_soc_pct.range" in failure.description and "D-hot" in failure.description
+    assert failure.metadata["daily_device_rollups: not published"].value == day.isoformat()
 
 
 def test_stream_tables_are_observed_with_version_rows_and_last_batch(

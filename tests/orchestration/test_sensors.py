@@ -42,21 +42,24 @@ def _requests(result) -> list:
     return [] if isinstance(result, SkipReason) else list(result.run_requests or [])
 
 
-def test_landing_sensor_runs_the_backfill_job_once_per_new_file(fleet, tmp_path):
+def test_landing_sensor_runs_the_backfill_job_once_for_the_new_files(fleet, tmp_path):
     job = late_report_backfill_job()
     late = tmp_path / "late"
     shutil.copytree(fleet / "late", late)
     resources = {"lake": LakeResource(root=str(tmp_path / "lake"), late_dir=str(late))}
     sensor = late_reports_sensor(job, settle_seconds=0)
 
+    # Every settled file in one run (one Spark driver), keyed by the files' contents.
     first = _evaluate(sensor, resources)
     files = sorted(late.iterdir())
     assert len(files) >= 2
-    assert sorted((r.run_key, r.run_config["ops"]["load_late_reports"]["config"]["paths"])
-                  for r in _requests(first)) == sorted(
-        (f"late-report-{_sha(f)}", [str(f)]) for f in files)
-    for request in _requests(first):
-        assert validate_run_config(job, request.run_config)
+    [request] = _requests(first)
+    assert sorted(request.run_config["ops"]["load_late_reports"]["config"]["paths"]) == [
+        str(f) for f in files]
+    contents = " ".join(sorted({_sha(f) for f in files}))
+    assert request.run_key == "late-reports-" + hashlib.sha256(contents.encode()).hexdigest()
+    assert request.tags["gridlake/late_report_files"] == str(len(files))
+    assert validate_run_config(job, request.run_config)
 
     again = _evaluate(sensor, resources, first.cursor)
     assert _requests(again) == [] and again.cursor == first.cursor
@@ -92,6 +95,23 @@ def test_landing_sensor_runs_the_backfill_job_once_per_new_file(fleet, tmp_path)
         f"loaded: "
         f"{late / 'notes.txt'}; 1 file(s) too large to load: {huge}")
     assert _requests(_evaluate(settling, resources, quiet.cursor)) == []
+
+
+def test_a_large_drop_is_hashed_over_several_ticks_each_saving_its_cursor(fleet, tmp_path):
+    late = tmp_path / "late"
+    shutil.copytree(fleet / "late", late)
+    files = sorted(str(f) for f in late.iterdir())
+    resources = {"lake": LakeResource(root=str(tmp_path / "lake"), late_dir=str(late))}
+    # No time to hash a second file in a tick: one file a tick, none twice, none left out.
+    sensor = late_reports_sensor(late_report_backfill_job(), settle_seconds=0, hash_seconds=0)
+    cursor, requested = None, []
+    for _ in files:
+        result = _evaluate(sensor, resources, cursor)
+        [request] = _requests(result)
+        requested += request.run_config["ops"]["load_late_reports"]["config"]["paths"]
+        cursor = result.cursor
+    assert sorted(requested) == files
+    assert _requests(_evaluate(sensor, resources, cursor)) == []
 
 
 def test_landing_sensor_of_an_object_store_lake_asks_for_a_local_late_folder():
