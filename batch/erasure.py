@@ -50,7 +50,7 @@ from functools import reduce
 from pathlib import Path
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -109,6 +109,9 @@ class Certificate:
     pending_vacuum_after: dt.datetime | None = None
     rollup_days_recomputed: int = 0
     verification: dict | None = None
+    # For an id no record has as its own: raw records that do not parse naming it as a word
+    # (left alone: a device known only from such records is not told from a word in them).
+    unparsed_mentions: int = 0
 
     @property
     def rows_removed(self) -> int:
@@ -141,6 +144,7 @@ class Certificate:
                        else "pending: old files are removed when the retention period allows"),
             "pending_vacuum_after": when(self.pending_vacuum_after),
             "verification": self.verification,
+            "unparsed_mentions": self.unparsed_mentions,
         }
 
     def to_json(self) -> str:
@@ -150,7 +154,9 @@ class Certificate:
         shown = json.dumps(self.device_id, ensure_ascii=True)
         if not (self.erased_anything or self.files_removed or self.verification):
             return [f"forget {self.erasure_id}: no record has {shown} as its device id (nor "
-                    "a payload's device id or a Kafka key); nothing erased"]
+                    "a payload's device id or a Kafka key); nothing erased"
+                    + (f"; {self.unparsed_mentions} bronze record(s) that do not parse name it "
+                       "as a word and were left as they are" if self.unparsed_mentions else "")]
         out = [f"forget {self.erasure_id}: device {shown}: {self.rows_removed} row(s) removed, "
                f"{self.rows_redacted} redacted, {self.files_removed} file(s) vacuumed"]
         for path, t in self.tables.items():
@@ -249,17 +255,19 @@ def holds_device(columns: Iterable[str], device: Column, pattern: Column) -> Col
     return _any(checks)
 
 
-def with_whole_files(records: DataFrame, matched: DataFrame) -> DataFrame:
-    """`matched` raw records, and the whole-file record of each damaged file they were read
-    from (a file that could not be read to the end is kept as one more record, its content as
-    received, no line number): its content holds the device's lines, compressed or cut where
-    no token search reaches. Tables without source coordinates: `matched` as it is."""
-    if not {"source_file", "source_line"} <= set(records.columns):
-        return matched
-    files = matched.where(F.col("source_file").isNotNull()).select("source_file").distinct()
-    whole = (records.where(F.col("source_line").isNull() & F.col("source_file").isNotNull())
-             .join(files, "source_file", "left_semi"))
-    return matched.unionByName(whole).distinct()
+def whole_file_keys(bronze: DataFrame, matched: DataFrame) -> list[Row]:
+    """The `RECORD_KEY`s of the whole-file records of the damaged files that `matched` bronze
+    records were read from, in the same batch.
+
+    A file that could not be read to the end is kept as one more record (its content as
+    received, no line number). That content holds the device's lines, compressed or cut where
+    no token search reaches, so it goes with them; in quarantine too, where the whole-file
+    record may be the file's only record (its readable lines went to silver).
+    """
+    coordinates = ["source_file", "run_id", "batch_id"]
+    files = matched.where(F.col("source_file").isNotNull()).select(*coordinates).distinct()
+    return (bronze.where(F.col("source_line").isNull()).join(files, coordinates, "left_semi")
+            .select(*RECORD_KEY).collect())
 
 
 def redactable_columns(schema: T.StructType) -> list[str]:
@@ -532,14 +540,20 @@ def _known_device(spark, tables: list[tuple[TableSpec, str]], device: Column) ->
 
 
 def _pending_erasure(spark, lake: Lake, device: str) -> bool:
-    """Whether an earlier erasure of `device` left its old files for the retention period."""
+    """Whether the latest erasure of `device` left its old files for the retention period."""
     from delta.tables import DeltaTable
 
     path = lake.path(erasure_log())
-    return DeltaTable.isDeltaTable(spark, path) and bool(spark.read.format("delta").load(path)
-                .where((F.col("device_id") == F.lit(device))
-                       & F.col("pending_vacuum_after").isNotNull())
-                .limit(1).count())
+    if not DeltaTable.isDeltaTable(spark, path):
+        return False
+    # The latest erasure that left files or vacuumed decides: once a `now` run has vacuumed,
+    # nothing is pending (a run that found nothing decides nothing).
+    left_or_vacuumed = (F.col("pending_vacuum_after").isNotNull()
+                        | ((F.col("mode") == NOW) & (F.col("files_removed") > 0)))
+    latest = (spark.read.format("delta").load(path)
+              .where((F.col("device_id") == F.lit(device)) & left_or_vacuumed)
+              .orderBy(F.col("requested_at").desc(), F.col("finished_at").desc()).first())
+    return latest is not None and latest["pending_vacuum_after"] is not None
 
 
 def forget(spark, lake: Lake, device: str, now: bool = False,
@@ -573,17 +587,30 @@ def forget(spark, lake: Lake, device: str, now: bool = False,
     with_vectors: set[str] = set()  # tables whose deletes leave deletion vectors to purge
     known = _known_device(spark, tables, literal)
     pending = now and _pending_erasure(spark, lake, device)
+    whole: list[Row] = []  # bronze's whole-file records that go with the device's lines
+    if not known and tables and tables[0][0].path == bronze_telemetry().path:
+        raw = spark.read.format("delta").load(tables[0][1])
+        certificate.unparsed_mentions = raw.where(
+            holds_device(raw.columns, literal, pattern)).count()
 
     for spec, path in tables if known else []:
         current = spark.read.format("delta").load(path)
         belongs = holds_device(current.columns, literal, pattern)
         belongs = F.lit(False) if belongs is None else belongs
-        matched = with_whole_files(current, current.where(belongs))
+        matched = current.where(belongs)
         redactable = redactable_columns(current.schema)
         names = names_device(redactable, pattern)
         names = F.lit(False) if names is None else names
-        to_redact = current.where(~belongs & names).count()
-        to_delete = matched.count()
+        found = current.agg(F.count(F.when(belongs, 1)).alias("delete"),
+                            F.count(F.when(~belongs & names, 1)).alias("redact")).first()
+        to_delete, to_redact = found["delete"], found["redact"]
+        if spec.path == bronze_telemetry().path:
+            whole = whole_file_keys(current, matched)
+        if whole and "payload" in current.columns:
+            keys = spark.createDataFrame(whole, current.select(*RECORD_KEY).schema)
+            extra = current.where(~belongs).join(keys, list(RECORD_KEY), "left_semi")
+            matched = matched.unionByName(extra)
+            to_delete += extra.count()
         record = certificate.tables.setdefault(spec.path, TableErasure())
         if not (to_delete or to_redact):
             continue

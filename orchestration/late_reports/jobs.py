@@ -59,10 +59,11 @@ def load_late_reports(context: OpExecutionContext, config: LateReportsConfig,
     result = backfill(session, the_lake, config.paths, files_per_batch=config.files_per_batch,
                       rollup=False, progress=False)
     loaded_days = sorted({d for b in result.batches for d in b.event_dates})
-    if config.recompute_rollups and loaded_days:
-        result.rollup = recompute(session, the_lake, loaded_days,
-                                  run_id=f"dagster-{context.run_id}", mode=JOB_NAME)
-        result.rollup_skipped = False
+    if config.recompute_rollups:
+        result.rollup_skipped = False  # no valid reading loaded: no day to recompute
+        if loaded_days:
+            result.rollup = recompute(session, the_lake, loaded_days,
+                                      run_id=f"dagster-{context.run_id}", mode=JOB_NAME)
     for line in result.lines():
         context.log.info(line)
     for problem in result.damaged:

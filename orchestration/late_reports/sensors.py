@@ -13,10 +13,10 @@ so Dagster launches a given set of contents once, and a file renamed or back aga
 most a run that skips it (the backfill skips content it has loaded). The cursor remembers
 (modification time, size, hash) per path so unchanged files are not hashed again, and a file
 is picked up only once it has not changed for `settle_seconds`. Hashing (and, for `.gz`,
-decompressing) stops for the tick after `hash_seconds` (at least one file is hashed), well inside Dagster's limit on a
-sensor's evaluation: a large drop is taken over several ticks, each saving its cursor, rather
-than timing out every tick on the same files. A run that failed is not
-requested again (re-execute it from the UI). A file too large to load has no hash there
+decompressing) stops for the tick after `hash_seconds` (one file at least), well inside
+Dagster's limit on a sensor's evaluation: a large drop is taken over several ticks, each
+saving its cursor, rather than timing out every tick on the same files. A run that failed is
+not requested again (re-execute it from the UI). A file too large to load has no hash there
 (null); the tick's message names it, and the other entries of the folder that are not late
 reports.
 """

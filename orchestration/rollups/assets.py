@@ -74,11 +74,10 @@ def quality_failure(error) -> Failure:
     sentence, and per gold table the days left unpublished, for the UI instead of a traceback.
     The other days of the range were written."""
     result = error.result
-    metadata: dict[str, str] = {"gridlake_run_id": result.run_id}
-    for table, gate in result.quality.items():
-        name = table.rsplit("/", 1)[-1]
-        metadata[f"{name}: not published"] = _span(gate.fail_days)
-    metadata["silver_version"] = str(result.silver_version)
+    assets = {spec.path: name for name, spec in gold_tables().items()}
+    metadata = {f"{assets[table]}: not published": ", ".join(map(str, gate.fail_days)) or "-"
+                for table, gate in result.quality.items()}
+    metadata.update(gridlake_run_id=result.run_id, silver_version=str(result.silver_version))
     return Failure(description=str(error), metadata=metadata)
 
 

@@ -106,6 +106,9 @@ def test_forget_erases_every_trace_and_leaves_others_alone(spark, lake, cli, sma
     assert status == 0 and certificate["rows_removed"] == 0 and certificate["files_removed"] > 0
     assert certificate["verification"]["residual_files"] == []
     assert byte_scan(lake.root, {later.encode()}) == []
+    # Finished: another --now of it finds nothing to do (and vacuums nothing again).
+    status, out, _ = cli("forget", "--lake", lake.root, "--device", later, "--now")
+    assert status == 0 and "nothing erased" in out
 
     silver_others, gold_others = others(spark, lake, gone)
     status, out, err = cli("forget", "--lake", lake.root, "--device", gone, "--now")
@@ -134,7 +137,7 @@ def test_forget_erases_every_trace_and_leaves_others_alone(spark, lake, cli, sma
 
     audit = table(spark, lake, "_gridlake/erasures").collect()
     assert sorted(r["device_id"] for r in audit) == sorted(
-        ["x' OR 1=1 --", *mentions, later, later, gone])
+        ["x' OR 1=1 --", *mentions, later, later, later, gone])
     assert all(r["rows_removed"] == 0 for r in audit if r["device_id"] not in (later, gone))
 
 
@@ -150,18 +153,19 @@ def test_hostile_paths_and_ids_are_values_refused_with_one_sentence(cli, tmp_pat
 
 
 @pytest.mark.long
-def test_a_damaged_gzip_report_of_the_device_goes_with_its_readings(spark, lake, cli, tmp_path):
-    # A late report cut short: the lines before the cut load as records, and the file as
-    # received (compressed, so no token search sees the id in it) is one more record.
-    late = tmp_path / "late"
-    late.mkdir()
-    lines = [X.dumps(X.event("D00077", "S001", "meter", f"2026-11-03T{h:02d}:00:00Z", 1, 5.0))
-             for h in range(24)]
+def test_a_damaged_gzip_file_goes_with_the_device_whose_lines_it_holds(spark, lake, cli, tmp_path):
+    # A landing file of two devices cut short: the lines before the cut load as records (the
+    # first device's are all valid and go to silver), and the file as received (compressed,
+    # so no token search sees an id in it) is one more record, in bronze and in quarantine.
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    lines = [X.dumps(X.event(device, "S001", "meter", f"2026-11-03T{h:02d}:00:00Z", 1, 5.0))
+             for device in ("D00077", "D00078") for h in range(24)]
     packed = gzip.compress(b"\n".join(lines) + b"\n")
-    (late / "D00077_20261103T0000Z.jsonl.gz").write_bytes(packed[:len(packed) * 2 // 3])
-    (late / "D00078_20261103T0000Z.jsonl").write_bytes(
-        X.dumps(X.event("D00078", "S001", "meter", "2026-11-03T05:00:00Z", 1, 5.0)) + b"\n")
-    backfill(spark, lake, [late])
+    (landing / "batch-0007.jsonl.gz").write_bytes(packed[:len(packed) * 4 // 5])
+    # A device known only from a record too broken to parse is not erased, but counted.
+    (landing / "batch-0008.jsonl").write_bytes(b'{"data": {"device_id": "D00099", "power_w"\n')
+    backfill(spark, lake, [landing])
 
     def holding(device: str) -> dict[str, int]:
         """Rows of bronze and quarantine whose payload, gunzipped as far as it goes, names it."""
@@ -175,10 +179,16 @@ def test_a_damaged_gzip_report_of_the_device_goes_with_its_readings(spark, lake,
                 found[path] += device.encode() in payload
         return found
 
-    assert table(spark, lake, "bronze/telemetry").where(F.col("source_line").isNull()).count() == 1
-    assert holding("D00077")["bronze/telemetry"] >= 2  # lines read before the cut, and the file
+    assert table(spark, lake, "quarantine/telemetry").where(
+        F.col("source_line").isNull()).count() == 1  # the damaged file as received
+    assert holding("D00077")["quarantine/telemetry"] == 1  # that record, and no line of D00077
     status, out, _ = cli("forget", "--lake", lake.root, "--device", "D00077", "--now")
     assert status == 0, out
     assert holding("D00077") == {"bronze/telemetry": 0, "quarantine/telemetry": 0}
-    assert table(spark, lake, "silver/readings").where(F.col("device_id") == "D00077").count() == 0
-    assert [r["device_id"] for r in table(spark, lake, "silver/readings").collect()] == ["D00078"]
+    silver = table(spark, lake, "silver/readings")
+    assert {r["device_id"] for r in silver.collect()} == {"D00078"}
+
+    status, out, _ = cli("forget", "--lake", lake.root, "--device", "D00099")
+    certificate = json.loads(out[out.index("{"):])
+    assert status == 0 and "nothing erased" in out and certificate["unparsed_mentions"] == 1
+    assert holding("D00099")["bronze/telemetry"] == 1

@@ -56,9 +56,19 @@ def test_landing_sensor_runs_the_backfill_job_once_for_the_new_files(fleet, tmp_
     [request] = _requests(first)
     assert sorted(request.run_config["ops"]["load_late_reports"]["config"]["paths"]) == [
         str(f) for f in files]
-    contents = " ".join(sorted({_sha(f) for f in files}))
-    assert request.run_key == "late-reports-" + hashlib.sha256(contents.encode()).hexdigest()
     assert request.tags["gridlake/late_report_files"] == str(len(files))
+    # The key is the contents, not the names: the same files renamed elsewhere give the same
+    # key (a run Dagster will not launch twice); one file more gives another.
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for i, f in enumerate(files):
+        shutil.copy(f, renamed / f"R{i:03d}_{f.name}")
+    elsewhere = {"lake": LakeResource(root=str(tmp_path / "lake"), late_dir=str(renamed))}
+    assert [r.run_key for r in _requests(_evaluate(sensor, elsewhere))] == [request.run_key]
+    (renamed / "D09999_20261103T0000Z.jsonl").write_bytes(
+        dumps(event("D09999", "S001", "meter", "2026-11-03T00:15:00Z", 1, 5.0)) + b"\n")
+    [more] = _requests(_evaluate(sensor, elsewhere))
+    assert more.run_key != request.run_key
     assert validate_run_config(job, request.run_config)
 
     again = _evaluate(sensor, resources, first.cursor)
