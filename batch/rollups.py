@@ -126,11 +126,16 @@ def _span(days: list[dt.date]) -> str:
 
 # -- pure: dates ------------------------------------------------------------------------------
 
-def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every date from `start` to `end`, both included; an empty range is an error."""
+def check_range(start: dt.date, end: dt.date) -> None:
+    """Raise BadArgumentError for an empty range (`start` after `end`)."""
     if start > end:
         raise BadArgumentError(
             f"the date range {start}..{end} is empty: --from {start} is after --to {end}")
+
+
+def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every date from `start` to `end`, both included; an empty range is an error."""
+    check_range(start, end)
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
@@ -420,23 +425,27 @@ def _log_run(spark, lake: Lake, result: RollupResult, started: dt.datetime) -> N
                   f"rollup log of {result.run_id}")
 
 
-def require_data(root: str, start: dt.date, end: dt.date) -> None:
-    """Refuse a range (`start` <= `end`) that neither silver nor gold holds anything of (most
-    often a mistyped date): a rollup of it would only write empty commits.
+def require_data(root: str, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
+    """The part of a range (`start` <= `end`) a rollup can change; refuse one that holds none.
 
     What a rollup of the range touches (`recompute`): the device rollups of its UTC days; the
     site rollups of the local days overlapping it in any site's zone, a day either side
     (`local_days_overlapping`); and silver's readings of those local days, one day further
-    (`utc_dates_of`). Reads the Delta logs only (`lake_state.days_held`), so it costs no
-    Spark job. Raises BadArgumentError naming the event dates silver does hold.
+    (`utc_dates_of`). A day further than that from every day the tables hold recomputes to
+    nothing, so the range returned runs only from the first to the last day within reach of
+    held data: `--to 9999-12-31` costs what the held days cost. Reads the Delta logs only
+    (`lake_state.days_held`), so it costs no Spark job. Raises BadArgumentError naming the
+    event dates silver does hold when nothing is within reach (most often a mistyped date).
     """
     silver = lake_state.days_held(root, silver_readings())
     touched = ((silver, 2),
                (lake_state.days_held(root, gold_daily_device_rollups()), 0),
                (lake_state.days_held(root, gold_daily_site_rollups()), 1))
-    if any((start - day).days <= days_out and (day - end).days <= days_out
-           for days, days_out in touched for day in days):
-        return
+    reach = [(day - dt.timedelta(days=days_out), day + dt.timedelta(days=days_out))
+             for days, days_out in touched for day in days
+             if (start - day).days <= days_out and (day - end).days <= days_out]
+    if reach:
+        return max(start, min(first for first, _ in reach)), min(end, max(last for _, last in reach))
     held = (f"silver's event dates run from {min(silver)} to {max(silver)}" if silver
             else "silver holds no readings yet")
     raise BadArgumentError(

@@ -1,7 +1,9 @@
 """The `gridlake` command line: one subcommand per module in `gridlake.commands`.
 
 Every command is thin wiring: parse arguments, call the library, print. Errors that a person
-can fix are `GridlakeError`s and become one sentence on stderr and exit status 1.
+can fix are `GridlakeError`s and become one sentence on stderr and exit status 1; so do a file
+the operating system refuses (`OSError`: not a folder, no permission, disk full) and a date
+pushed past the calendar's end by its arithmetic (`OverflowError`).
 
 Example:
     $ gridlake generate --out /tmp/fleet --devices 10 --days 2
@@ -58,10 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     except GridlakeError as exc:
         print(f"gridlake {args.command}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"gridlake {args.command}: {os_sentence(exc)}", file=sys.stderr)
+        return 1
+    except OverflowError:
+        print(f"gridlake {args.command}: a date or count given is too far out for the calendar "
+              f"(years 1 to 9999); give a nearer one", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"gridlake {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def os_sentence(exc: OSError) -> str:
+    """`OSError` as one sentence: what the system said, and of which file."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    return f"{exc.filename}: {reason}"
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ from shared_schemas.contract import CURRENT, ID_PATTERN, Field
 from shared_schemas.rules import rules_for
 
 UTC = dt.UTC
+LAST_END = dt.date(9999, 1, 1)  # readings, late uploads and their timestamps stay in the calendar
+GENERATOR = "gridlake generate"  # the manifest's mark: a folder this command may replace
 
 # Where sites are: (IANA zone, latitude, longitude, annual mean °C, seasonal swing °C, warmest day of year).
 PLACES = (
@@ -138,6 +140,10 @@ class GenerateOptions:
                     f"--{name.replace('_', '-')} is {value}; it must be a fraction between 0 and 1.")
         if self.corrupt >= 1.0:
             raise BadArgumentError("--corrupt is 1; it must be below 1 or no valid line would remain.")
+        if self.days > (LAST_END - self.start).days:
+            raise BadArgumentError(
+                f"--start {self.start} with --days {self.days} runs past {LAST_END}; "
+                f"give an earlier start or fewer days.")
 
 
 @dataclass(frozen=True)
@@ -800,6 +806,11 @@ def generate_records(
 
 
 def _prepare(out: Path) -> None:
+    """Make `out` ready: new, empty, or an earlier run's output (finished or interrupted).
+
+    The manifest is written first, marked incomplete, and replaced when the run ends: a folder
+    with a manifest is ours to replace, and one whose manifest says incomplete is never a fleet.
+    """
     if out.exists() and not out.is_dir():
         raise BadArgumentError(f"--out {out} is a file; give a new or empty folder.")
     if out.is_dir() and any(out.iterdir()):
@@ -811,6 +822,12 @@ def _prepare(out: Path) -> None:
                 shutil.rmtree(out / sub)
     (out / "stream").mkdir(parents=True, exist_ok=True)
     (out / "late").mkdir(exist_ok=True)
+    _write_manifest(out, {"generator": GENERATOR, "complete": False})
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                                       encoding="utf-8")
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
@@ -904,12 +921,13 @@ def write_fleet(options: GenerateOptions, out: Path, progress: bool | None = Non
             else:
                 summary = record
     manifest = {
-        "generator": "gridlake generate",
+        "generator": GENERATOR,
+        "complete": True,
         "contract_version": CURRENT.version,
         "options": {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in asdict(options).items()},
         "start_utc": f"{options.start.isoformat()}T00:00:00Z",
         "counts": summary.counts,
         "corrupt_by_rule": summary.corrupt_by_rule,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_manifest(out, manifest)
     return summary

@@ -28,12 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from batch.reprocess import reprocess
-    from batch.rollups import day_range
+    from batch.rollups import check_range
     from gridlake.errors import BadArgumentError
     from gridlake.lake import ensure_tables, open_lake
     from gridlake.session import spark_session
 
-    day_range(args.start, args.end)  # an empty range fails here, before Spark starts
+    check_range(args.start, args.end)  # an empty range fails here, before Spark starts
     spark = spark_session(app_name="gridlake-reprocess")
     lake = open_lake(args.lake, spark=spark)
     ensure_tables(spark, lake)

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batch.rollups import day_range, require_data, rollup_changed, rollup_range
+    from batch.rollups import check_range, require_data, rollup_changed, rollup_range
     from gridlake.errors import BadArgumentError
     from gridlake.lake import ensure_tables, open_lake
     from gridlake.session import spark_session
@@ -40,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.changed:
         if args.start is None or args.end is None:
             raise BadArgumentError("give --from DATE and --to DATE, or --changed")
-        day_range(args.start, args.end)  # an empty range fails here, before Spark starts
+        check_range(args.start, args.end)  # an empty range fails here, before Spark starts
     spark = spark_session(app_name="gridlake-rollup")
     lake = open_lake(args.lake, spark=spark)
     ensure_tables(spark, lake)
-    if not args.changed:
-        require_data(lake.root, args.start, args.end)
-    result = (rollup_changed(spark, lake) if args.changed
-              else rollup_range(spark, lake, args.start, args.end))
+    if args.changed:
+        result = rollup_changed(spark, lake)
+    else:
+        start, end = require_data(lake.root, args.start, args.end)
+        result = rollup_range(spark, lake, start, end)
     print(result.line())
     return 0

@@ -201,7 +201,8 @@ def test_a_range_with_no_data_is_refused_in_one_sentence_and_writes_nothing(
     """`rollup --from/--to` and `reprocess` over days the lake holds nothing of (a mistyped
     year, say) exit 1 naming what the lake does hold, and commit nothing. A rollup two days
     past streamed data (no rollup yet) still runs, and must: with sites east and west of UTC,
-    it computes an eastern site-local day that holds the data's last reading."""
+    it computes an eastern site-local day that holds the data's last reading; one from the
+    calendar's first day to its last recomputes only the days within that reach."""
     paths = ("bronze/telemetry", "quarantine/telemetry", "silver/readings", "_gridlake/batches",
              "gold/daily_device_rollups", "gold/daily_site_rollups")
 
@@ -244,3 +245,9 @@ def test_a_range_with_no_data_is_refused_in_one_sentence_and_writes_nothing(
     assert status == 0 and f"UTC day(s) ({reach})" in out, out
     sites = rows_by(spark, lake, "gold/daily_site_rollups", "site_id", "local_day")
     assert [(key, row["samples"]) for key, row in sites.items()] == [(("S1", tokyo_day), 1)]
+
+    # The widest range the calendar allows is cut to the days within reach of held data.
+    calendar = (dt.date.min, dt.date.max)
+    status, out, _ = cli("rollup", "--lake", lake.root, "--from", calendar[0], "--to", calendar[1])
+    days = (reach - (first - dt.timedelta(days=2))).days + 1
+    assert status == 0 and f"{days} UTC day(s) ({first - dt.timedelta(days=2)}..{reach})" in out, out

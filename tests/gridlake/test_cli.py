@@ -76,6 +76,41 @@ def test_a_trigger_interval_must_be_a_finite_positive_number(capsys, trigger, co
     assert f"{trigger!r} {complaint}" in capsys.readouterr().err
 
 
+def test_a_path_the_system_refuses_is_one_sentence(capsys, tmp_path):
+    taken = tmp_path / "a-file"
+    taken.write_text("x")
+    err = _one_sentence_error(capsys, ["generate", "--out", str(taken / "sub"), "--devices", "1"])
+    assert str(taken / "sub") in err and "Not a directory" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--out", "{tmp}/fleet", "--start", "9999-12-31", "--days", "2"],
+    ["lineage", "--lake", "{tmp}/lake", "--device", "D1", "--ts", "0001-01-01T00:00:00+01:00"],
+    ["compact", "--lake", "{tmp}/lake", "--days", "1000000"],
+])
+def test_a_date_past_the_calendar_is_one_sentence_and_writes_nothing(capsys, tmp_path, argv):
+    err = _one_sentence_error(capsys, [a.format(tmp=tmp_path) for a in argv])
+    assert err.startswith(f"gridlake {argv[0]}: ") and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_generate_can_be_run_again(tmp_path, monkeypatch, capsys):
+    import gridlake.generator
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    argv = ["generate", "--out", str(tmp_path / "fleet"), "--devices", "4", "--late-devices", "1"]
+    with monkeypatch.context() as patch:
+        patch.setattr(gridlake.generator, "_write_late", interrupt)
+        assert main(argv) == 130
+    assert '"complete": false' in (tmp_path / "fleet" / "manifest.json").read_text()
+    assert main(argv) == 0
+    capsys.readouterr()
+    manifest = (tmp_path / "fleet" / "manifest.json").read_text()
+    assert '"complete": true' in manifest and '"readings"' in manifest
+
+
 def test_the_lake_comes_from_gridlake_lake_when_lake_is_not_given(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("GRIDLAKE_LAKE", raising=False)
     with pytest.raises(SystemExit) as exit_:
